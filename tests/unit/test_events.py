@@ -1,0 +1,93 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from common.events import (
+    BadEvent,
+    EventType,
+    PostRequestedData,
+    decode,
+    encode,
+    json_schemas,
+    utf16_len,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def request(**overrides):
+    data = {
+        "post_id": "p-1",
+        "account_id": "acc-1",
+        "kind": "video",
+        "mode": "direct",
+        "video": {"uri": "s3://media/v.mp4"},
+        "privacy_level": "SELF_ONLY",
+    }
+    data.update(overrides)
+    return {
+        "type": "tiktok.post.requested",
+        "version": 1,
+        "event_id": "6d2c0c3e-0a43-4f5e-9d0e-1b1d6c1e8f00",
+        "occurred_at": "2026-11-22T10:00:00Z",
+        "data": data,
+    }
+
+
+def test_round_trip_keeps_correlation_and_headers():
+    data = PostRequestedData.model_validate(request()["data"])
+    value, headers = encode(EventType.post_requested, data, correlation_id="corr-9")
+    assert dict(headers) == {"type": b"tiktok.post.requested", "version": b"1"}
+    envelope = decode(value, PostRequestedData, expected_type="tiktok.post.requested")
+    assert envelope.data == data and envelope.correlation_id == "corr-9"
+
+
+def test_caption_is_counted_in_utf16_units():
+    assert utf16_len("😀") == 2
+    decode(json.dumps(request(caption="😀" * 1100)).encode(), PostRequestedData)
+    with pytest.raises(BadEvent) as info:
+        decode(json.dumps(request(caption="😀" * 1100 + "a")).encode(), PostRequestedData)
+    assert info.value.code == "wrong_schema" and "data.caption" in info.value.message
+    assert "2201 UTF-16 code units" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "needle"),
+    [
+        (b"not json", "not_json", "not JSON"),
+        (b"[]", "wrong_schema", "not an object"),
+        (b"x" * 300_000, "too_large", "limit"),
+        (json.dumps(request(privacy_level=None)).encode(), "wrong_schema", "privacy_level"),
+        (json.dumps(request(video={"uri": "https://evil.invalid/x"})).encode(), "wrong_schema", "s3://"),
+        (json.dumps(request(kind="photo")).encode(), "wrong_schema", "photo"),
+        (json.dumps(request(surprise=1)).encode(), "wrong_schema", "surprise"),
+        (json.dumps({**request(), "version": 2}).encode(), "unsupported_version", "version 2"),
+        (json.dumps(request(publish_at="2026-11-22T10:00:00")).encode(), "wrong_schema", "timezone"),
+    ],
+)
+def test_bad_records_name_the_problem(raw, code, needle):
+    with pytest.raises(BadEvent) as info:
+        decode(raw, PostRequestedData, expected_type="tiktok.post.requested")
+    assert info.value.code == code
+    assert needle in info.value.message
+
+
+def test_photo_rules():
+    photos = [{"uri": f"s3://media/{i}.jpg"} for i in range(3)]
+    base = {"kind": "photo", "video": None, "photos": photos, "transfer": "pull_from_url", "title": "t"}
+    decode(json.dumps(request(**base, cover_index=2)).encode(), PostRequestedData)
+    with pytest.raises(BadEvent, match="cover_index 3"):
+        decode(json.dumps(request(**base, cover_index=3)).encode(), PostRequestedData)
+    with pytest.raises(BadEvent, match="pull_from_url"):
+        decode(
+            json.dumps(request(**{**base, "transfer": "file_upload"}, cover_index=0)).encode(),
+            PostRequestedData,
+        )
+
+
+def test_checked_in_schemas_match_the_models():
+    for name, schema in json_schemas().items():
+        path = ROOT / "schemas" / name
+        assert path.exists(), f"{name} missing: run python -m common.events"
+        assert json.loads(path.read_text()) == schema, f"{name} drifted: run python -m common.events"

@@ -1,0 +1,30 @@
+import json
+import logging
+
+import structlog
+
+from common.logging import configure_logging, redact_text, register_secret
+
+
+def test_tokens_and_secrets_are_redacted(capsys):
+    configure_logging("INFO", "json")
+    register_secret("super-client-secret")
+    log = structlog.get_logger("t")
+    log.info(
+        "token_refreshed",
+        access_token="act.abc123!1234",
+        note="sent rft.zzz!99 with super-client-secret",
+        url="https://x.invalid/cb?code=abc*0!6&state=s1",
+        nested={"refresh_token": "rft.q"},
+        account_id="a1",
+    )
+    logging.getLogger("plain").warning("callback %s", "?code=xyz&state=abc")
+    out = capsys.readouterr().err
+    for secret in ("act.abc123", "rft.zzz", "super-client-secret", "abc*0!6", "rft.q", "xyz"):
+        assert secret not in out
+    first = json.loads(out.splitlines()[0])
+    assert first["account_id"] == "a1" and first["access_token"] == "[redacted]"
+
+
+def test_redact_text_keeps_ordinary_words():
+    assert redact_text("published post p-1 for account a1") == "published post p-1 for account a1"

@@ -1,0 +1,107 @@
+"""What both services' HTTP edges share: error translation, API-key auth, correlation ids, health.
+
+Errors are translated to HTTP here and nowhere else: a :class:`PipelineError` becomes
+``{"error": {"code", "message"}}`` with its ``http_status``; anything else is a logged 500 that says
+nothing about internals.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from common.errors import PipelineError, Unauthorized
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ReadinessCheck = Callable[[], Awaitable[None]]
+"""A readiness check raises (anything) when the dependency is not usable."""
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PipelineError as exc:
+        if exc.http_status >= 500:
+            log.warning("request_failed", path=request.path, code=exc.code, error=exc.message)
+        return web.json_response(error_body(exc.code, exc.message), status=exc.http_status)
+    except web.HTTPRequestEntityTooLarge:
+        return web.json_response(
+            error_body("payload_too_large", f"the body is larger than {request.app._client_max_size} bytes"),
+            status=413,
+        )
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            return web.json_response(
+                error_body(exc.reason.lower().replace(" ", "_"), exc.reason), status=exc.status
+            )
+        raise
+    except Exception:
+        log.exception("request_crashed", path=request.path)
+        return web.json_response(error_body("internal_error", "internal error"), status=500)
+
+
+@web.middleware
+async def correlation_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    correlation_id = request.headers.get("X-Correlation-Id") or uuid.uuid4().hex
+    with structlog.contextvars.bound_contextvars(correlation_id=correlation_id, path=request.path):
+        response = await handler(request)
+    response.headers["X-Correlation-Id"] = correlation_id
+    return response
+
+
+def api_key_middleware(api_key: str, protected_prefixes: Iterable[str]) -> Callable[..., Any]:
+    """Require ``Authorization: Bearer <api_key>`` on paths under ``protected_prefixes``."""
+    prefixes = tuple(protected_prefixes)
+    expected = f"Bearer {api_key}".encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(prefixes):
+            given = request.headers.get("Authorization", "").encode()
+            if not api_key or not hmac.compare_digest(given, expected):
+                raise Unauthorized("a valid bearer API key is required (Authorization: Bearer <API_KEY>)")
+        return await handler(request)
+
+    return middleware
+
+
+def add_health_routes(
+    app: web.Application, registry: CollectorRegistry, checks: dict[str, ReadinessCheck]
+) -> None:
+    """``/healthz`` (the loop answers), ``/readyz`` (every check passes), ``/metrics`` (Prometheus)."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        failed: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                await check()
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready, and we say which
+                failed[name] = f"{type(exc).__name__}: {exc}"[:300]
+        if failed:
+            return web.json_response({"status": "not_ready", "failed": failed}, status=503)
+        return web.json_response({"status": "ready", "checks": sorted(checks)})
+
+    async def metrics(_request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(registry))
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return response
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

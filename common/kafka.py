@@ -324,6 +324,10 @@ class Producer:
         return dict(self._options)
 
     @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    @property
     def raw(self) -> Any:
         """The started ``AIOKafkaProducer`` (for inspection; prefer this class's methods)."""
         if self._producer is None:

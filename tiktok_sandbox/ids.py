@@ -1,0 +1,60 @@
+"""Generators for TikTok-looking identifiers (§6.1 log_id, §2.3 tokens, §9.2 publish ids)."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import string
+import uuid
+from datetime import UTC, datetime
+
+_B62 = string.ascii_letters + string.digits
+
+
+def _b62(n: int) -> str:
+    return "".join(secrets.choice(_B62) for _ in range(n))
+
+
+def log_id(now: float) -> str:
+    """`YYYYMMDDhhmmss` + 18-20 upper hex: 32-34 characters like the captured real ones."""
+    stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%d%H%M%S")
+    return stamp + secrets.token_hex(10).upper()[: 18 + secrets.randbelow(3)]
+
+
+def access_token() -> str:
+    return f"act.{_b62(52)}!{secrets.randbelow(10_000):04d}"
+
+
+def refresh_token() -> str:
+    return f"rft.{_b62(52)}!{secrets.randbelow(10_000):04d}"
+
+
+def client_token() -> str:
+    return f"clt.{_b62(52)}!{secrets.randbelow(10_000):04d}"
+
+
+def auth_code() -> str:
+    # Real codes carry `*` and `!`, which clients must URL-decode before the exchange (§2.2).
+    return f"{_b62(40)}*0!{secrets.randbelow(10_000):04d}"
+
+
+def open_id() -> str:
+    return str(uuid.uuid4())
+
+
+def secret(n: int = 32) -> str:
+    return _b62(n)
+
+
+class Sequences:
+    """Monotonic numbers for publish ids and 19-digit post ids, one instance per sandbox."""
+
+    def __init__(self) -> None:
+        self._publish = itertools.count(100_000_001 + secrets.randbelow(800_000_000))
+        self._post = itertools.count(7_300_000_000_000_000_000 + secrets.randbelow(10**15))
+
+    def publish_id(self, prefix: str) -> str:
+        return f"{prefix}.{next(self._publish)}"
+
+    def post_id(self) -> int:
+        return next(self._post)

@@ -1,0 +1,23 @@
+"""Typed `web.AppKey`s for everything the sandbox app owns."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from .clock import Clock
+from .config import SandboxConfig
+from .store import Store
+
+if TYPE_CHECKING:
+    from .pull import Puller
+    from .webhooks import WebhookDispatcher
+
+CONFIG = web.AppKey("config", SandboxConfig)
+CLOCK = web.AppKey("clock", Clock)
+STORE = web.AppKey("store", Store)
+HTTP = web.AppKey("http_session", aiohttp.ClientSession)
+PULLER: web.AppKey[Puller] = web.AppKey("puller")
+WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")

@@ -1,0 +1,96 @@
+"""Envelope helpers and the middlewares every route shares (errors, call counting, faults)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .. import ids
+from ..errors import ApiError, ControlError, OAuthError
+from ..keys import STORE
+from ..store import Store
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+OAUTH_PATHS = ("/v2/oauth/token/", "/v2/oauth/revoke/")
+UPLOAD_PATH = "/video/"
+FAULT_RESET_AFTER = web.RequestKey("sandbox_fault_reset_after", int)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def envelope(
+    store: Store, data: dict[str, Any] | None, code: str = "ok", message: str = ""
+) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if data is not None:
+        body["data"] = data
+    body["error"] = {"code": code, "message": message, "log_id": ids.log_id(store.now())}
+    return body
+
+
+def ok(store: Store, data: dict[str, Any] | None) -> web.Response:
+    return web.json_response(envelope(store, data), dumps=dumps)
+
+
+def api_error(store: Store, status: int, code: str, message: str) -> web.Response:
+    data: dict[str, Any] | None = {} if store.config.errors_include_data else None
+    return web.json_response(envelope(store, data, code, message), status=status, dumps=dumps)
+
+
+def oauth_error(store: Store, error: str, description: str) -> web.Response:
+    body = {"error": error, "error_description": description, "log_id": ids.log_id(store.now())}
+    return web.json_response(body, status=store.config.oauth_error_status, dumps=dumps)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Translate the sandbox's own exceptions into each surface's error shape."""
+    store = request.app[STORE]
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return api_error(store, e.http_status, e.code, e.message)
+    except OAuthError as e:
+        return oauth_error(store, e.error, e.description)
+    except ControlError as e:
+        return web.json_response({"error": e.message}, status=e.http_status)
+
+
+def is_tiktok_path(path: str) -> bool:
+    return path.startswith("/v2/") or path == UPLOAD_PATH
+
+
+@web.middleware
+async def calls_and_faults_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every TikTok-route call per (token, endpoint), then apply any injected fault."""
+    if not is_tiktok_path(request.path):
+        return await handler(request)
+    store = request.app[STORE]
+    token = store.bearer(request.headers.get("Authorization"))
+    if request.path == UPLOAD_PATH:
+        token = "upload:" + request.query.get("upload_id", "")
+    store.calls.record_call(token or "-", request.path)
+    rule = store.faults.take(request.path)
+    if rule is None:
+        return await handler(request)
+    if rule.latency_ms:
+        await asyncio.sleep(rule.latency_ms / 1000)
+    if rule.status is not None or rule.error_code is not None:
+        status = rule.status or 500
+        code = rule.error_code or ("internal_error" if status >= 500 else "invalid_params")
+        message = rule.message or "Injected fault"
+        if request.path in OAUTH_PATHS:
+            return oauth_error(store, code, message)
+        if request.path == UPLOAD_PATH:
+            return web.Response(status=status, text=dumps({"error": {"code": code, "message": message}}))
+        return api_error(store, status, code, message)
+    if rule.reset_after_bytes is not None:
+        request[FAULT_RESET_AFTER] = rule.reset_after_bytes
+    return await handler(request)

@@ -200,10 +200,31 @@ async def _ensure_topics(
                 message = rest[0] if rest else ""
                 raise translate_error(error(f"creating topic {topic}: {message}"))
 
+    # Creation returns before every broker (even a single KRaft node's own metadata cache) knows the
+    # topic; wait, so the caller can produce and describe right away.
+    await _wait_until_known(admin, list(wanted))
     present = [wanted[name] for name in wanted if name in existing and name not in result]
     for spec in present:
         result[spec.name] = await _reconcile(admin, spec, alter_config=alter_config)
     return result
+
+
+async def _wait_until_known(admin: Any, topics: list[str], within: float = 30.0) -> None:
+    unknown: list[str] = topics
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                described = await admin.describe_topics(topics)
+                unknown = [
+                    t["topic"]
+                    for t in described
+                    if t["error_code"] or not t["partitions"] or any(p["leader"] < 0 for p in t["partitions"])
+                ]
+                if not unknown:
+                    return
+                await asyncio.sleep(0.1)
+    except TimeoutError as e:
+        raise KafkaUnavailable(f"topics not ready after {within:g}s: {', '.join(sorted(unknown))}") from e
 
 
 async def _reconcile(admin: Any, spec: TopicSpec, *, alter_config: bool) -> TopicAction:

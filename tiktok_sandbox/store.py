@@ -246,7 +246,7 @@ class Store:
             "access_token": at.token,
             "expires_in": self.config.access_ttl,
             "open_id": grant.open_id,
-            "refresh_expires_in": max(0, int(rt.expires_at - now)),
+            "refresh_expires_in": max(0, round(rt.expires_at - now)),
             "refresh_token": rt.token,
             "scope": ",".join(grant.scopes),
             "token_type": "Bearer",

@@ -40,8 +40,10 @@ system-deps:
 
 python-deps: $(INSTALL_STAMP)
 
+# Debian's own Python needs python3-venv (ensurepip) for this; pyenv/upstream builds have it.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or pass PYTHON=..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); scripts/stack/system-deps.sh python3-venv && $(PYTHON) -m venv $(VENV); }
 
 $(INSTALL_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test,dev]'

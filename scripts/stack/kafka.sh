@@ -147,8 +147,11 @@ format_storage() {
         echo "$cluster_id" >"$KAFKA_DIR/cluster-id"
     fi
     log "kafka: formatting storage in $KAFKA_DATA (cluster id $cluster_id)"
+    # Not formatted yet, so anything in there is debris (e.g. from a server killed mid-start).
+    rm -rf "$KAFKA_DATA"
+    mkdir -p "$KAFKA_DATA"
     if ! "${JAVA_CMD[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONF" --ignore-formatted \
-        </dev/null >"$KAFKA_DIR/format.log" 2>&1; then
+        </dev/null >>"$KAFKA_DIR/format.log" 2>&1; then
         die_with_log "kafka: storage format failed" "$KAFKA_DIR/format.log"
     fi
 }
@@ -170,9 +173,7 @@ up() {
     write_config
     format_storage
     log "kafka: starting $KAFKA_VERSION on $STACK_HOST:$KAFKA_PORT"
-    # setsid: the server outlives the shell (and the pytest session) that started it.
-    setsid "${JAVA_CMD[@]}" kafka.Kafka "$KAFKA_CONF" </dev/null >>"$KAFKA_LOG" 2>&1 &
-    echo $! >"$KAFKA_PID"
+    spawn_detached "$KAFKA_PID" "$KAFKA_LOG" "$KAFKA_DIR" "${JAVA_CMD[@]}" kafka.Kafka "$KAFKA_CONF"
     local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
     until ready; do
         pid_alive "$KAFKA_PID" "$PID_PATTERN" || die_with_log "kafka: the server exited during startup" "$KAFKA_LOG"

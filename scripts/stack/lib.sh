@@ -83,6 +83,26 @@ stop_pid() {
     rm -f "$pidfile"
 }
 
+# spawn_detached <pidfile> <logfile> <cwd> <command...>: start a server in its own session (so it
+# outlives the shell, make, or pytest session that started it), stdin from /dev/null, output appended
+# to the log; the pid file holds the server's own pid (written by the process itself before exec,
+# which stays right even when setsid has to fork).
+spawn_detached() {
+    local pidfile="$1" logfile="$2" cwd="$3" what="$4" i
+    shift 3
+    rm -f "$pidfile"
+    (
+        cd "$cwd"
+        # shellcheck disable=SC2016
+        exec setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1
+    ) &
+    for ((i = 0; i < 100; i++)); do
+        [[ -s "$pidfile" ]] && return 0
+        sleep 0.05
+    done
+    die_with_log "could not start $what (no pid file after 5s)" "$logfile"
+}
+
 # port_open <port>: a TCP connect to 127.0.0.1:<port> succeeds.
 port_open() {
     (exec 3<>"/dev/tcp/$STACK_HOST/$1") 2>/dev/null
@@ -102,6 +122,8 @@ wait_until() {
 # require_port_free <name> <port>: fail clearly when something else already listens there.
 require_port_free() {
     if port_open "$2"; then
-        die_with_log "$1: port $STACK_HOST:$2 is already in use by another process (not ours)"
+        local who
+        who="$(ss -Hltnp "sport = :$2" 2>/dev/null | grep -o 'users:.*' | head -n 1 || true)"
+        die_with_log "$1: port $STACK_HOST:$2 is already in use by a process this script did not start (${who:-unknown}); stop it or run 'scripts/stack/stack.sh down' from the checkout that started it"
     fi
 }

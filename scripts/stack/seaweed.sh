@@ -72,21 +72,16 @@ up() {
     done
     write_config
     log "seaweedfs: starting $("$weed" version 2>/dev/null | awk '{print $3}' | head -n 1), S3 on $S3_ENDPOINT"
-    # cwd = its own directory so nothing lands in the checkout; setsid so it outlives this shell.
-    (
-        cd "$SW_DIR"
-        exec setsid "$weed" mini -dir="$SW_DATA" \
-            -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-            -master.port=18340 -master.port.grpc=18341 -master.telemetry=false \
-            -volume.port=18342 -volume.port.grpc=18343 \
-            -filer.port=18344 -filer.port.grpc=18345 -filer.localSocket="$SW_DIR/run/filer.sock" \
-            -s3.port="$S3_PORT" -s3.port.grpc=18346 -s3.localSocket="$SW_DIR/run/s3.sock" \
-            -s3.config="$SW_S3_CONFIG" -s3.port.iceberg=0 -s3.port.lance=0 \
-            -admin.ui=false -admin.port=18347 -admin.port.grpc=28347 -admin.dataDir="$SW_DIR/admin" \
-            -webdav=false -bucket="$S3_BUCKET" \
-            </dev/null >>"$SW_LOG" 2>&1
-    ) &
-    echo $! >"$SW_PID"
+    # cwd = its own directory so nothing lands in the checkout.
+    spawn_detached "$SW_PID" "$SW_LOG" "$SW_DIR" "$weed" mini -dir="$SW_DATA" \
+        -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+        -master.port=18340 -master.port.grpc=18341 -master.telemetry=false \
+        -volume.port=18342 -volume.port.grpc=18343 \
+        -filer.port=18344 -filer.port.grpc=18345 -filer.localSocket="$SW_DIR/run/filer.sock" \
+        -s3.port="$S3_PORT" -s3.port.grpc=18346 -s3.localSocket="$SW_DIR/run/s3.sock" \
+        -s3.config="$SW_S3_CONFIG" -s3.port.iceberg=0 -s3.port.lance=0 \
+        -admin.ui=false -admin.port=18347 -admin.port.grpc=28347 -admin.dataDir="$SW_DIR/admin" \
+        -webdav=false -bucket="$S3_BUCKET"
     local deadline=$((SECONDS + SW_START_TIMEOUT))
     until ready; do
         pid_alive "$SW_PID" "$PID_PATTERN" || die_with_log "seaweedfs: weed mini exited during startup" "$SW_LOG"

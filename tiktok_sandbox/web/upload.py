@@ -90,7 +90,9 @@ async def put_chunk(request: web.Request) -> web.StreamResponse:
         received = await _stream_chunk(request, task, first, length)
     finally:
         task.busy = False
-    if received is None:  # connection cut by an injected fault
+    if received is None:  # injected fault: cut the connection mid-body, after releasing the task
+        if request.transport is not None:
+            request.transport.abort()
         return web.Response(status=499)
     if received != length:
         return await _answer(request, 400, "Content-Length does not match the body.", task)
@@ -114,9 +116,6 @@ async def _stream_chunk(request: web.Request, task: UploadTask, offset: int, len
         await f.seek(offset)
         async for piece in request.content.iter_chunked(store.config.read_chunk_bytes):
             if reset_after is not None and count + len(piece) >= reset_after:
-                transport = request.transport
-                if transport is not None:
-                    transport.abort()
                 return None
             count += len(piece)
             if count > length:

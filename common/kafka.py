@@ -411,18 +411,26 @@ class Producer:
         delivered records of every partition are always a prefix of that partition's input.
         """
         results: list[Delivered | KafkaError] = [KafkaUnavailable("not sent")] * len(messages)
+        # One topic without metadata (unknown, unauthorised) must not hold back the others.
+        topics = list(dict.fromkeys(m.topic for m in messages))
+        partitions = dict(zip(topics, await asyncio.gather(*map(self._partitions_for, topics)), strict=True))
         by_partition: dict[TopicPartition, list[int]] = defaultdict(list)
-        try:
-            partitions = {t: sorted(await self.raw.partitions_for(t)) for t in {m.topic for m in messages}}
-        except ak_errors.KafkaError as e:
-            return [translate_error(e)] * len(messages)
         for i, m in enumerate(messages):
             ps = partitions[m.topic]
-            by_partition[TopicPartition(m.topic, self._partitioner(m.key, ps, ps))].append(i)
+            if isinstance(ps, KafkaError):
+                results[i] = ps
+            else:
+                by_partition[TopicPartition(m.topic, self._partitioner(m.key, ps, ps))].append(i)
         await asyncio.gather(
             *(self._send_partition(tp, idx, messages, results) for tp, idx in by_partition.items())
         )
         return results
+
+    async def _partitions_for(self, topic: str) -> list[int] | KafkaError:
+        try:
+            return sorted(await self.raw.partitions_for(topic))
+        except ak_errors.KafkaError as e:
+            return translate_error(e)
 
     def _too_large(self, m: OutgoingMessage) -> KafkaPublishFailed | None:
         size = len(m.key) + len(m.value or b"") + sum(len(k) + len(v) for k, v in m.headers)

@@ -1,0 +1,85 @@
+"""Run auth_service.
+
+    python -m auth_service               serve HTTP and run the refresh loop, relay and consumer
+    python -m auth_service migrate       apply the database migrations and exit
+    python -m auth_service rotate-keys   re-encrypt every stored ciphertext under the active keys
+
+SIGTERM (and Ctrl-C) shut down gracefully: the listener closes, requests in flight finish, the
+background loops stop claiming work and finish their refreshes within AUTH_SHUTDOWN_DEADLINE_S,
+then connections close. Keep that deadline below Kubernetes' terminationGracePeriodSeconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from aiohttp import web
+
+from auth_service.adapters.postgres import Repository
+from auth_service.app import MIGRATIONS, create_app, vault_of
+from auth_service.handlers.keys import rotate_keys
+from auth_service.settings import Settings
+from common.db import apply_migrations, create_pool
+from common.errors import ConfigError
+from common.logging import configure_logging, register_secret
+
+
+async def _migrate(settings: Settings) -> None:
+    async with create_pool(settings.database_url, min_size=1, max_size=2) as pool:
+        applied = await apply_migrations(pool, settings.db_schema, MIGRATIONS)
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+
+
+async def _rotate(settings: Settings, batch_size: int) -> None:
+    async with create_pool(settings.database_url, min_size=1, max_size=2) as pool:
+        await apply_migrations(pool, settings.db_schema, MIGRATIONS)
+        repo = Repository(
+            pool, vault_of(settings), schema=settings.db_schema, topic_prefix=settings.topic_prefix
+        )
+        report = await rotate_keys(repo, batch_size=batch_size)
+    print(
+        f"rotated: {report.ciphertexts_rewritten} ciphertexts rewritten, "
+        f"{report.tokens_reannounced} access tokens re-announced, {report.states_rewritten} OAuth states"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m auth_service")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the service (the default)")
+    sub.add_parser("migrate", help="apply database migrations")
+    rotate = sub.add_parser("rotate-keys", help="re-encrypt every ciphertext under the active key")
+    rotate.add_argument("--batch-size", type=int, default=200)
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    register_secret(settings.tiktok_client_secret.get())
+    register_secret(settings.api_key.get())
+
+    if args.command == "migrate":
+        asyncio.run(_migrate(settings))
+        return 0
+    if args.command == "rotate-keys":
+        asyncio.run(_rotate(settings, args.batch_size))
+        return 0
+    web.run_app(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        shutdown_timeout=settings.shutdown_deadline_s,
+        access_log=None,
+        print=None,
+        handle_signals=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

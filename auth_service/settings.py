@@ -1,0 +1,129 @@
+"""auth_service settings: one frozen object, read from the environment in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from common.cipher import KeyRing
+from common.errors import ConfigError
+from common.settings import EnvReader, Secret
+
+DEFAULT_SCOPES = ("user.info.basic", "video.upload", "video.publish")
+
+
+@dataclass(frozen=True)
+class RefreshTuning:
+    """How the refresh loop behaves; every value has a production default."""
+
+    fraction: float = 0.8
+    min_lead_s: float = 300.0
+    jitter: float = 0.1
+    poll_interval_s: float = 5.0
+    batch_size: int = 100
+    concurrency: int = 20
+    call_timeout_s: float = 15.0
+    lease_s: float = 60.0
+    backoff_base_s: float = 2.0
+    backoff_cap_s: float = 300.0
+    request_min_interval_s: float = 30.0
+    """A refresh request that names no token version is ignored this soon after a refresh."""
+
+    def __post_init__(self) -> None:
+        # The lease must outlive the one TikTok call made under it, with room for the commit:
+        # otherwise another replica could claim the account and spend the same refresh token.
+        if self.lease_s < 2 * self.call_timeout_s:
+            raise ConfigError(
+                f"AUTH_REFRESH_LEASE_S ({self.lease_s}) must be at least twice "
+                f"AUTH_REFRESH_CALL_TIMEOUT_S ({self.call_timeout_s})"
+            )
+        if self.batch_size < 1 or self.concurrency < 1:
+            raise ConfigError("AUTH_REFRESH_BATCH_SIZE and AUTH_REFRESH_CONCURRENCY must be positive")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    kafka_bootstrap_servers: str
+    tiktok_api_base: str
+    tiktok_authorize_url: str
+    tiktok_client_key: str
+    tiktok_client_secret: Secret
+    oauth_redirect_uri: str
+    connect_success_url: str
+    token_keys: KeyRing = field(repr=False)
+    transport_keys: KeyRing = field(repr=False)
+    api_key: Secret
+    topic_prefix: str = ""
+    tiktok_app_type: Literal["web", "desktop"] = "web"
+    tiktok_scopes: tuple[str, ...] = DEFAULT_SCOPES
+    http_host: str = "127.0.0.1"
+    http_port: int = 8081
+    db_schema: str = "auth"
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    consumer_group: str = "auth-service"
+    instance_id: str = ""
+    """Names this replica in leases; empty means host name + pid + random suffix, chosen at start."""
+    refresh: RefreshTuning = field(default_factory=RefreshTuning)
+    shutdown_deadline_s: float = 20.0
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = EnvReader(environ)
+        app_type = env.string("TIKTOK_APP_TYPE", "web")
+        if app_type not in ("web", "desktop"):
+            raise ConfigError(f"TIKTOK_APP_TYPE must be web or desktop, got {app_type!r}")
+        defaults = RefreshTuning()
+        tuning = RefreshTuning(
+            fraction=env.number("AUTH_REFRESH_FRACTION", defaults.fraction),
+            min_lead_s=env.number("AUTH_REFRESH_MIN_LEAD_S", defaults.min_lead_s),
+            jitter=env.number("AUTH_REFRESH_JITTER", defaults.jitter),
+            poll_interval_s=env.number("AUTH_REFRESH_POLL_INTERVAL_S", defaults.poll_interval_s),
+            batch_size=env.integer("AUTH_REFRESH_BATCH_SIZE", defaults.batch_size),
+            concurrency=env.integer("AUTH_REFRESH_CONCURRENCY", defaults.concurrency),
+            call_timeout_s=env.number("AUTH_REFRESH_CALL_TIMEOUT_S", defaults.call_timeout_s),
+            lease_s=env.number("AUTH_REFRESH_LEASE_S", defaults.lease_s),
+            backoff_base_s=env.number("AUTH_REFRESH_BACKOFF_BASE_S", defaults.backoff_base_s),
+            backoff_cap_s=env.number("AUTH_REFRESH_BACKOFF_CAP_S", defaults.backoff_cap_s),
+            request_min_interval_s=env.number(
+                "AUTH_REFRESH_REQUEST_MIN_INTERVAL_S", defaults.request_min_interval_s
+            ),
+        )
+        return cls(
+            database_url=env.string("DATABASE_URL"),
+            kafka_bootstrap_servers=env.string("KAFKA_BOOTSTRAP_SERVERS"),
+            topic_prefix=env.string("TOPIC_PREFIX", ""),
+            tiktok_api_base=env.string("TIKTOK_API_BASE", "https://open.tiktokapis.com"),
+            tiktok_authorize_url=env.string(
+                "TIKTOK_AUTHORIZE_URL", "https://www.tiktok.com/v2/auth/authorize/"
+            ),
+            tiktok_client_key=env.string("TIKTOK_CLIENT_KEY"),
+            tiktok_client_secret=env.secret("TIKTOK_CLIENT_SECRET"),
+            tiktok_app_type="desktop" if app_type == "desktop" else "web",
+            tiktok_scopes=env.strings("TIKTOK_SCOPES", DEFAULT_SCOPES),
+            oauth_redirect_uri=env.string("OAUTH_REDIRECT_URI"),
+            connect_success_url=env.string("CONNECT_SUCCESS_URL"),
+            token_keys=KeyRing.parse(
+                env.secret("TOKEN_KEYS").get(), env.optional("TOKEN_ACTIVE_KEY_ID"), name="TOKEN_KEYS"
+            ),
+            transport_keys=KeyRing.parse(
+                env.secret("TRANSPORT_KEYS").get(),
+                env.optional("TRANSPORT_ACTIVE_KEY_ID"),
+                name="TRANSPORT_KEYS",
+            ),
+            api_key=env.secret("API_KEY"),
+            http_host=env.string("HTTP_HOST", "127.0.0.1"),
+            http_port=env.integer("HTTP_PORT", 8081),
+            db_pool_min=env.integer("AUTH_DB_POOL_MIN", 1),
+            db_pool_max=env.integer("AUTH_DB_POOL_MAX", 10),
+            consumer_group=env.string("AUTH_CONSUMER_GROUP", "auth-service"),
+            instance_id=env.string("AUTH_INSTANCE_ID", ""),
+            refresh=tuning,
+            shutdown_deadline_s=env.number("AUTH_SHUTDOWN_DEADLINE_S", 20.0),
+            log_level=env.string("LOG_LEVEL", "INFO"),
+            log_format=env.string("LOG_FORMAT", "json"),
+        )

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from .clock import Clock
 from .config import SandboxConfig
-from .keys import CLOCK, CONFIG, HTTP, PULLER, STORE, WEBHOOKS
+from .keys import BACKGROUND, CLOCK, CONFIG, HTTP, PULLER, STORE, WEBHOOKS
 from .pull import Puller
 from .store import Store
 from .web import control, oauth, posting
@@ -54,12 +54,21 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     dispatcher = WebhookDispatcher(app[CONFIG], session)
     app[PULLER], app[WEBHOOKS] = puller, dispatcher
     store.sink = dispatcher
-    async with asyncio.TaskGroup() as tg:
-        loops = [tg.create_task(_ticker(store, app[CLOCK])), tg.create_task(dispatcher.run())]
-        yield
-        await puller.close()
-        for task in loops:
-            task.cancel()
+    # Started in the startup task and stopped in the cleanup task, so a TaskGroup (bound to one
+    # parent task) does not fit; the tasks are owned here, cancelled and awaited, errors re-raised.
+    loop = asyncio.get_running_loop()
+    tasks = [
+        loop.create_task(_ticker(store, app[CLOCK]), name="sandbox ticker"),
+        loop.create_task(dispatcher.run(), name="sandbox webhooks"),
+    ]
+    app[BACKGROUND] = tasks
+    yield
+    await puller.close()
+    for task in tasks:
+        task.cancel()
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(result, Exception):
+            raise result
 
 
 def create_app(config: SandboxConfig | None = None) -> web.Application:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from .pull import Puller
     from .webhooks import WebhookDispatcher
 
+BACKGROUND = web.AppKey("background_tasks", list[asyncio.Task[None]])
 CONFIG = web.AppKey("config", SandboxConfig)
 CLOCK = web.AppKey("clock", Clock)
 STORE = web.AppKey("store", Store)

@@ -122,6 +122,6 @@ class WebhookDispatcher:
         retry = len(delivery.attempts) - 1
         if retry >= len(schedule):
             delivery.dropped = True
-            log.info("webhook_dropped", delivery_id=delivery.delivery_id, event=delivery.event)
+            log.info("webhook_dropped", delivery_id=delivery.delivery_id, webhook_event=delivery.event)
             return
         heapq.heappush(self._due, (time.monotonic() + schedule[retry], delivery.delivery_id, delivery))

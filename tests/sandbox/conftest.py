@@ -44,7 +44,9 @@ class Api:
         self.sb = sb
         self.http = http
 
-    async def post(self, path: str, token: str | None = None, body: Any = None, raw: bytes | None = None) -> Reply:
+    async def post(
+        self, path: str, token: str | None = None, body: Any = None, raw: bytes | None = None
+    ) -> Reply:
         headers = {"Content-Type": "application/json; charset=UTF-8"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"

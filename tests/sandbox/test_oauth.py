@@ -115,7 +115,9 @@ async def test_authorize_redirects_invalid_scope_when_not_approved(sandbox, api)
 
 
 async def test_authorize_scope_list_is_comma_separated(world):
-    status, location = await authorize(world.api, web_params(world.app, scope="user.info.basic video.publish"))
+    status, location = await authorize(
+        world.api, web_params(world.app, scope="user.info.basic video.publish")
+    )
     assert query(location)["error"] == "invalid_scope"
 
 
@@ -172,7 +174,9 @@ async def test_desktop_authorize_requires_s256_code_challenge(sandbox, api):
     params = {**web_params(app), "redirect_uri": "http://127.0.0.1:5555/callback/"}
     status, location = await authorize(api, params)
     assert query(location)["error"] == "invalid_request"
-    status, location = await authorize(api, {**params, "code_challenge": "x" * 64, "code_challenge_method": "plain"})
+    status, location = await authorize(
+        api, {**params, "code_challenge": "x" * 64, "code_challenge_method": "plain"}
+    )
     assert query(location)["error"] == "invalid_request"
 
 
@@ -399,7 +403,11 @@ async def test_revoke_kills_every_token_of_the_grant_and_emits_authorization_rem
     body = (await exchange(world, await get_code(world))).body
     r = await world.api.form(
         "/v2/oauth/revoke/",
-        {"client_key": world.app.client_key, "client_secret": world.app.client_secret, "token": body["access_token"]},
+        {
+            "client_key": world.app.client_key,
+            "client_secret": world.app.client_secret,
+            "token": body["access_token"],
+        },
     )
     assert r.status == 200 and r.body == {}
     assert (await world.api.get("/v2/user/info/", body["access_token"], {"fields": "open_id"})).status == 401
@@ -411,7 +419,11 @@ async def test_revoke_kills_every_token_of_the_grant_and_emits_authorization_rem
 async def test_revoke_with_invalid_token_is_an_oauth_error(world):
     r = await world.api.form(
         "/v2/oauth/revoke/",
-        {"client_key": world.app.client_key, "client_secret": world.app.client_secret, "token": "act.nope!0000"},
+        {
+            "client_key": world.app.client_key,
+            "client_secret": world.app.client_secret,
+            "token": "act.nope!0000",
+        },
     )
     assert r.body["error"] == "invalid_request"
     assert r.body["error_description"] == "Access token is invalid or expired."

@@ -218,7 +218,9 @@ async def test_init_whole_upload_allowed_up_to_64mib(world):
 
 
 async def test_init_total_chunk_count_must_be_floor_of_size_over_chunk(world):
-    assert (await world.api.init_direct(world.t, 50_000_123, 10_000_000, 5)).code == "ok"  # the guide's example
+    assert (
+        await world.api.init_direct(world.t, 50_000_123, 10_000_000, 5)
+    ).code == "ok"  # the guide's example
     r = await world.api.init_direct(world.t, 50_000_123, 10_000_000, 6)
     assert r.status == 400 and r.body["error"]["message"] == "The total chunk count is invalid"
 
@@ -251,7 +253,9 @@ async def test_inbox_init_publish_id_format(world):
     assert re.fullmatch(r"v_inbox_file~v2\.\d+", r.data["publish_id"])
 
 
-@pytest.mark.parametrize("sandbox_config", [SandboxConfig(public_base_url="https://open-upload.example.test")])
+@pytest.mark.parametrize(
+    "sandbox_config", [SandboxConfig(public_base_url="https://open-upload.example.test")]
+)
 async def test_upload_url_uses_configured_public_base_url(world):
     r = await world.api.init_direct(world.t, 1000)
     assert r.data["upload_url"].startswith("https://open-upload.example.test/video/?upload_id=")
@@ -420,7 +424,9 @@ async def test_photo_media_upload_publish_id_format(photo_world):
 
 async def test_photo_direct_post_requires_video_publish_scope(photo_world):
     token = await photo_world.sb.control.issue_token(photo_world.app.client_key, "alice", ["video.upload"])
-    assert (await photo_world.api.post(CONTENT_INIT, token.access_token, photo_body())).code == "scope_not_authorized"
+    assert (
+        await photo_world.api.post(CONTENT_INIT, token.access_token, photo_body())
+    ).code == "scope_not_authorized"
     r = await photo_world.api.post(CONTENT_INIT, token.access_token, photo_body("MEDIA_UPLOAD"))
     assert r.code == "ok"
 
@@ -446,7 +452,9 @@ async def test_photo_images_must_number_1_to_35(photo_world, count):
 
 async def test_photo_35_images_accepted(photo_world):
     images = [f"https://media.example.com/{i}.webp" for i in range(35)]
-    assert (await photo_world.api.post(CONTENT_INIT, photo_world.t, photo_body(images=images, cover=34))).code == "ok"
+    assert (
+        await photo_world.api.post(CONTENT_INIT, photo_world.t, photo_body(images=images, cover=34))
+    ).code == "ok"
 
 
 async def test_photo_cover_index_must_be_in_range(photo_world):
@@ -458,12 +466,16 @@ async def test_photo_title_limit_90_and_description_limit_4000(photo_world):
     assert (await photo_world.api.post(CONTENT_INIT, photo_world.t, photo_body(title="t" * 91))).status == 400
     r = await photo_world.api.post(CONTENT_INIT, photo_world.t, photo_body(description="d" * 4001))
     assert r.status == 400
-    r = await photo_world.api.post(CONTENT_INIT, photo_world.t, photo_body(title="t" * 90, description="d" * 4000))
+    r = await photo_world.api.post(
+        CONTENT_INIT, photo_world.t, photo_body(title="t" * 90, description="d" * 4000)
+    )
     assert r.code == "ok"
 
 
 async def test_photo_images_must_be_verified(photo_world):
-    r = await photo_world.api.post(CONTENT_INIT, photo_world.t, photo_body(images=["https://evil.com/a.webp"]))
+    r = await photo_world.api.post(
+        CONTENT_INIT, photo_world.t, photo_body(images=["https://evil.com/a.webp"])
+    )
     assert r.code == "url_ownership_unverified"
 
 
@@ -480,5 +492,7 @@ async def test_photo_unaudited_app_public_account_refused(photo_world):
 
 
 async def test_photo_privacy_level_mismatch(photo_world):
-    r = await photo_world.api.post(CONTENT_INIT, photo_world.t, photo_body(privacy_level="FOLLOWER_OF_CREATOR"))
+    r = await photo_world.api.post(
+        CONTENT_INIT, photo_world.t, photo_body(privacy_level="FOLLOWER_OF_CREATOR")
+    )
     assert r.status == 403 and r.code == "privacy_level_option_mismatch"

@@ -203,7 +203,11 @@ async def test_status_reports_uploaded_bytes_while_uploading(upload):
     world, url, publish_id, data = upload
     await world.api.put(url, data[:CHUNK], 0, SIZE)
     s = await world.api.status(world.t, publish_id)
-    assert s.data == {"status": "PROCESSING_UPLOAD", "publicaly_available_post_id": [], "uploaded_bytes": CHUNK}
+    assert s.data == {
+        "status": "PROCESSING_UPLOAD",
+        "publicaly_available_post_id": [],
+        "uploaded_bytes": CHUNK,
+    }
 
 
 async def test_upload_url_expiry_fails_the_post_with_internal(upload):

@@ -11,7 +11,7 @@ from aiohttp import web
 from .. import ids
 from ..config import AppSeed, ConfigError, CreatorSeed, from_mapping
 from ..errors import ControlError
-from ..keys import CLOCK, STORE, WEBHOOKS
+from ..keys import BACKGROUND, CLOCK, STORE, WEBHOOKS
 from ..models import App, Creator
 from ..store import Store
 
@@ -281,7 +281,9 @@ async def reset(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
+    """Healthy while the ticker and the webhook loop run."""
+    dead = [t.get_name() for t in request.app[BACKGROUND] if t.done()]
+    return web.json_response({"ok": not dead, "dead_loops": dead}, status=503 if dead else 200)
 
 
 def routes() -> list[web.RouteDef]:

@@ -1,0 +1,107 @@
+"""Consuming ``tiktok.post.requested``: each record becomes a durable post row, or a rejection.
+
+Per batch: one transaction stores the rows (and their first status events, and any rejections with
+their dead letters) and only after it commits are the offsets committed. A crash in between means
+the records come again, and the post_id check makes the repeat a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+
+from common.events import BadEvent, EventType, PostRequestedData, decode
+from common.kafka import ConsumerRecord
+from publish_service.adapters.repository import IntakeOutcome, Repository
+from publish_service.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+
+def _salvage_ids(record: ConsumerRecord[bytes, bytes]) -> tuple[str, str, str | None]:
+    """post_id, account_id and correlation_id as far as they can be read from a bad record."""
+    fallback = f"unparseable:{record.topic}:{record.partition}:{record.offset}"
+    account = record.key.decode("utf-8", "replace") if record.key else "unknown"
+    try:
+        raw = json.loads(record.value or b"")
+    except (ValueError, UnicodeDecodeError):
+        return fallback, account, None
+    if not isinstance(raw, dict):
+        return fallback, account, None
+    maybe_data = raw.get("data")
+    data: dict[str, object] = maybe_data if isinstance(maybe_data, dict) else {}
+    post_id = data.get("post_id")
+    account_id = data.get("account_id")
+    correlation = raw.get("correlation_id")
+    return (
+        post_id if isinstance(post_id, str) and 0 < len(post_id) <= 128 else fallback,
+        account_id if isinstance(account_id, str) and 0 < len(account_id) <= 128 else account,
+        correlation if isinstance(correlation, str) and len(correlation) <= 200 else None,
+    )
+
+
+class Intake:
+    def __init__(self, repo: Repository, metrics: Metrics) -> None:
+        self.repo = repo
+        self.metrics = metrics
+
+    async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Store every record of the batch in one transaction (the caller commits offsets after)."""
+        async with self.repo.pool.acquire() as conn, conn.transaction():
+            for record in records:
+                await self._handle(conn, record)
+
+    async def _handle(self, conn: Any, record: ConsumerRecord[bytes, bytes]) -> None:
+        raw = record.value or b""
+        headers = [
+            ("source_topic", record.topic.encode()),
+            ("source_partition", str(record.partition).encode()),
+            ("source_offset", str(record.offset).encode()),
+        ]
+        try:
+            envelope = decode(record.value, PostRequestedData, expected_type=EventType.post_requested)
+        except BadEvent as exc:
+            post_id, account_id, correlation = _salvage_ids(record)
+            log.warning(
+                "post_request_bad", code=exc.code, error=exc.message, post_id=post_id, offset=record.offset
+            )
+            self.metrics.requests.labels(exc.code).inc()
+            await self.repo.reject_event(
+                conn,
+                post_id=post_id,
+                account_id=account_id,
+                code=exc.code,
+                message=exc.message,
+                raw=raw,
+                key=record.key,
+                correlation_id=correlation,
+                headers=headers,
+            )
+            return
+        post = envelope.data
+        if not await self.repo.account_known(conn, post.account_id):
+            message = f"account {post.account_id!r} is not connected (no account or token event seen)"
+            log.warning("post_request_unknown_account", post_id=post.post_id, account_id=post.account_id)
+            self.metrics.requests.labels("unknown_account").inc()
+            await self.repo.reject_event(
+                conn,
+                post_id=post.post_id,
+                account_id=post.account_id,
+                code="unknown_account",
+                message=message,
+                raw=raw,
+                key=record.key,
+                correlation_id=envelope.correlation_id,
+                headers=headers,
+            )
+            return
+        outcome = await self.repo.record_request(conn, post, raw, envelope.correlation_id, record.key)
+        self.metrics.requests.labels(outcome.value).inc()
+        if outcome is IntakeOutcome.conflict:
+            log.warning("post_request_conflict", post_id=post.post_id)
+        elif outcome is IntakeOutcome.created:
+            log.info(
+                "post_received", post_id=post.post_id, account_id=post.account_id, scheduled=post.publish_at
+            )

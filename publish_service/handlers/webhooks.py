@@ -1,0 +1,108 @@
+"""TikTok webhooks (spec §8): checked, de-duplicated, and used to finish posts sooner.
+
+A webhook is a hint, not the truth: status fetch stays the one source of a post's state. A complete,
+failed or inbox event makes the post due now, so a worker fetches its status at once instead of at the
+next poll; a ``publicly_available`` event carries the public post id, which is emitted as an update.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from common.errors import InvalidInput
+from common.events import PostState
+from publish_service.adapters.repository import LeaseLost, Repository
+from publish_service.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+POST_EVENTS = frozenset(
+    {
+        "post.publish.complete",
+        "post.publish.failed",
+        "post.publish.inbox_delivered",
+        "post.publish.publicly_available",
+        "post.publish.no_longer_publicaly_available",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Webhook:
+    event: str
+    user_openid: str
+    create_time: int
+    content: dict[str, Any]
+
+    @property
+    def dedupe_key(self) -> str:
+        parts = [
+            self.event,
+            self.user_openid,
+            str(self.content.get("publish_id", "")),
+            str(self.content.get("post_id", "")),
+            str(self.create_time),
+        ]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def parse_webhook(body: bytes) -> Webhook:
+    try:
+        raw = json.loads(body)
+        content = raw.get("content") if isinstance(raw, dict) else None
+        parsed = json.loads(content) if isinstance(content, str) else content
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("the webhook body is not JSON") from exc
+    if not isinstance(raw, dict) or not isinstance(parsed, dict):
+        raise InvalidInput("the webhook has no content object")
+    return Webhook(
+        event=str(raw.get("event", "")),
+        user_openid=str(raw.get("user_openid", "")),
+        create_time=int(raw.get("create_time") or 0),
+        content=parsed,
+    )
+
+
+class WebhookHandler:
+    def __init__(self, repo: Repository, metrics: Metrics) -> None:
+        self.repo = repo
+        self.metrics = metrics
+
+    async def handle(self, hook: Webhook) -> str:
+        """Act on one verified delivery; the outcome names what happened (for metrics and tests)."""
+        if hook.event not in POST_EVENTS:
+            return self._count("ignored")
+        if not await self.repo.first_delivery(hook.dedupe_key):
+            return self._count("duplicate")
+        publish_id = str(hook.content.get("publish_id", ""))
+        post = await self.repo.by_publish_id(publish_id) if publish_id else None
+        if post is None:
+            log.info("webhook_unknown_publish_id", webhook_event=hook.event, publish_id=publish_id)
+            return self._count("unknown_post")
+        with structlog.contextvars.bound_contextvars(post_id=post.post_id, account_id=post.account_id):
+            log.info("webhook_received", webhook_event=hook.event, publish_id=publish_id)
+            post_id = hook.content.get("post_id")
+            if hook.event == "post.publish.publicly_available" and post_id is not None:
+                ids = (str(post_id),)
+                if post.state is PostState.published and str(post_id) not in post.tiktok_post_ids:
+                    try:
+                        await self.repo.emit_update(
+                            post,
+                            owner=None,
+                            tiktok_post_ids=post.tiktok_post_ids + ids,
+                            awaiting_post_id=False,
+                        )
+                    except LeaseLost:
+                        await self.repo.wake(post.post_id)  # a worker holds it; it will fetch the id itself
+                    return self._count("post_id")
+            await self.repo.wake(post.post_id)
+            return self._count("woken")
+
+    def _count(self, outcome: str) -> str:
+        self.metrics.webhooks.labels(outcome).inc()
+        return outcome

@@ -1,0 +1,33 @@
+"""Typed keys of the resources the app holds (``app[KEY]``); no module-level globals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from common.kafka import Producer
+from common.s3 import ObjectStore
+from common.tasks import BackgroundLoops
+from common.tiktok.client import TikTokClient
+from publish_service.adapters.kafka_state import FullTopicReader
+from publish_service.adapters.repository import Repository
+from publish_service.handlers.webhooks import WebhookHandler
+from publish_service.handlers.worker import Worker
+from publish_service.metrics import Metrics
+from publish_service.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+POOL = web.AppKey("pool", Any)
+REPO = web.AppKey("repo", Repository)
+PRODUCER = web.AppKey("producer", Producer)
+STORE = web.AppKey("object_store", ObjectStore)
+HTTP = web.AppKey("http_session", aiohttp.ClientSession)
+TIKTOK = web.AppKey("tiktok", TikTokClient)
+WEBHOOKS = web.AppKey("webhooks", WebhookHandler)
+WORKER = web.AppKey("worker", Worker)
+STATE_READER = web.AppKey("state_reader", FullTopicReader)
+LOOPS = web.AppKey("loops", BackgroundLoops)
+RELAY_LOOPS = web.AppKey("relay_loops", BackgroundLoops)

@@ -1,0 +1,102 @@
+"""publish_service settings: one frozen object, read from the environment in one place."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from common.cipher import KeyRing
+from common.errors import ConfigError
+from common.settings import EnvReader, Secret
+from common.tiktok.chunks import DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK
+
+SCHEMA = "publish"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: Secret
+    kafka_bootstrap_servers: str
+    tiktok_api_base: str
+    tiktok_client_key: str
+    tiktok_client_secret: Secret
+    transport_keys: Secret
+    transport_active_key_id: str | None
+    s3_endpoint_url: str | None
+    s3_access_key_id: str | None
+    s3_secret_access_key: Secret
+    s3_region: str
+    s3_allowed_buckets: tuple[str, ...]
+    api_key: Secret
+    topic_prefix: str = ""
+    media_public_base_url: str | None = None  # PULL_FROM_URL: base + "/" + bucket + "/" + key
+    presign_ttl_s: int = 3 * 3600
+    http_host: str = "127.0.0.1"
+    http_port: int = 8082
+    workers: int = 4
+    chunk_size: int = DEFAULT_CHUNK
+    stream_piece_bytes: int = 256 * 1024
+    lease_s: float = 30.0
+    claim_idle_s: float = 1.0
+    shutdown_deadline_s: float = 20.0
+    token_wait_s: float = 120.0  # how long a post waits for a refreshed token before asking again
+    post_id_watch_s: float = 24 * 3600.0  # how long to keep polling for a public post id
+    webhook_tolerance_s: float = 300.0
+    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    log_level: str = "INFO"
+    log_format: str = "json"
+    kafka_partitions: int = 6
+
+    @property
+    def schema(self) -> str:
+        return SCHEMA
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def transport_ring(self) -> KeyRing:
+        return KeyRing.parse(self.transport_keys.get(), self.transport_active_key_id, name="TRANSPORT_KEYS")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = EnvReader(environ)
+        chunk = env.integer("PUBLISH_CHUNK_SIZE", DEFAULT_CHUNK)
+        if not MIN_CHUNK <= chunk <= MAX_CHUNK:
+            raise ConfigError("PUBLISH_CHUNK_SIZE must be between 5 MiB and 64 MiB")
+        settings = cls(
+            database_url=env.secret("DATABASE_URL"),
+            kafka_bootstrap_servers=env.string("KAFKA_BOOTSTRAP_SERVERS"),
+            topic_prefix=env.optional("TOPIC_PREFIX") or "",
+            tiktok_api_base=env.string("TIKTOK_API_BASE"),
+            tiktok_client_key=env.string("TIKTOK_CLIENT_KEY"),
+            tiktok_client_secret=env.secret("TIKTOK_CLIENT_SECRET"),
+            transport_keys=env.secret("TRANSPORT_KEYS"),
+            transport_active_key_id=env.optional("TRANSPORT_ACTIVE_KEY_ID"),
+            s3_endpoint_url=env.optional("S3_ENDPOINT_URL"),
+            s3_access_key_id=env.optional("S3_ACCESS_KEY_ID"),
+            s3_secret_access_key=env.secret("S3_SECRET_ACCESS_KEY", ""),
+            s3_region=env.string("S3_REGION", "us-east-1"),
+            s3_allowed_buckets=env.strings("S3_ALLOWED_BUCKETS"),
+            media_public_base_url=(env.optional("MEDIA_PUBLIC_BASE_URL") or "").rstrip("/") or None,
+            presign_ttl_s=env.integer("MEDIA_PRESIGN_TTL_S", 3 * 3600),
+            api_key=env.secret("API_KEY"),
+            http_host=env.string("HTTP_HOST", "127.0.0.1"),
+            http_port=env.integer("HTTP_PORT", 8082),
+            workers=env.integer("PUBLISH_WORKERS", 4),
+            chunk_size=chunk,
+            lease_s=env.number("PUBLISH_LEASE_S", 30.0),
+            shutdown_deadline_s=env.number("SHUTDOWN_DEADLINE_S", 20.0),
+            token_wait_s=env.number("PUBLISH_TOKEN_WAIT_S", 120.0),
+            post_id_watch_s=env.number("PUBLISH_POST_ID_WATCH_S", 24 * 3600.0),
+            log_level=env.string("LOG_LEVEL", "INFO"),
+            log_format=env.string("LOG_FORMAT", "json"),
+            kafka_partitions=env.integer("KAFKA_PARTITIONS", 6),
+        )
+        settings.transport_ring()  # fail fast on a malformed key ring
+        if settings.workers < 1:
+            raise ConfigError("PUBLISH_WORKERS must be at least 1")
+        if not settings.s3_allowed_buckets:
+            raise ConfigError("S3_ALLOWED_BUCKETS must name at least one bucket")
+        return settings

@@ -115,9 +115,7 @@ async def test_authorize_redirects_invalid_scope_when_not_approved(sandbox, api)
 
 
 async def test_authorize_scope_list_is_comma_separated(world):
-    status, location = await authorize(
-        world.api, web_params(world.app, scope="user.info.basic video.publish")
-    )
+    _, location = await authorize(world.api, web_params(world.app, scope="user.info.basic video.publish"))
     assert query(location)["error"] == "invalid_scope"
 
 
@@ -143,7 +141,7 @@ async def test_consent_deny_redirects_access_denied(world):
 
 
 async def test_consent_user_can_refuse_a_scope(world):
-    status, location = await authorize(world.api, web_params(world.app), scopes=["user.info.basic"])
+    _, location = await authorize(world.api, web_params(world.app), scopes=["user.info.basic"])
     q = query(location)
     assert q["scopes"] == "user.info.basic"
     r = await exchange(world, q["code"])
@@ -172,9 +170,9 @@ async def test_auto_approve_redirects_without_a_page(sandbox, api):
 async def test_desktop_authorize_requires_s256_code_challenge(sandbox, api):
     app = await sandbox.control.create_app(app_type="desktop", redirect_uris=[DESKTOP_REDIRECT])
     params = {**web_params(app), "redirect_uri": "http://127.0.0.1:5555/callback/"}
-    status, location = await authorize(api, params)
+    _status, location = await authorize(api, params)
     assert query(location)["error"] == "invalid_request"
-    status, location = await authorize(
+    _, location = await authorize(
         api, {**params, "code_challenge": "x" * 64, "code_challenge_method": "plain"}
     )
     assert query(location)["error"] == "invalid_request"
@@ -190,7 +188,7 @@ async def test_desktop_redirect_uri_wildcard_port_matches_any_port(sandbox, api)
         "code_challenge": hex_challenge(v),
         "code_challenge_method": "S256",
     }
-    status, location = await authorize(api, params)
+    _, location = await authorize(api, params)
     assert location.startswith("http://127.0.0.1:61234/callback/?code=")
 
 

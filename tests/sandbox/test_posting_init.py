@@ -393,8 +393,8 @@ async def test_inbox_pending_share_cap_is_5_and_a_posted_draft_frees_a_slot(worl
 
 
 def _upload_url(world, publish_id):
-    post = world.sb.store.posts[publish_id]
-    return f"{world.sb.base_url}/video/?upload_id={post.upload.upload_id}&upload_token={post.upload.upload_token}"
+    task = world.sb.store.posts[publish_id].upload
+    return f"{world.sb.base_url}/video/?upload_id={task.upload_id}&upload_token={task.upload_token}"
 
 
 async def test_inbox_banned_creator_is_refused(world):

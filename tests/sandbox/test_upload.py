@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 from urllib.parse import urlsplit
 
-import aiohttp
 import pytest
 
 from tests.sandbox.conftest import MIB, payload
@@ -88,7 +86,7 @@ async def test_put_after_one_hour_returns_403(upload):
 
 
 async def test_put_missing_content_range_returns_400(upload):
-    world, url, _, data = upload
+    world, url, _, _data = upload
     async with world.api.http.put(url, data=b"x" * 10, headers={"Content-Type": "video/mp4"}) as r:
         assert r.status == 400
 

@@ -337,6 +337,7 @@ class Producer:
             "compression_type": compression_type,
         }
         self._producer: Any = None
+        self._lifecycle = asyncio.Lock()
         self._partitioner = DefaultPartitioner()
 
     @property
@@ -356,23 +357,27 @@ class Producer:
         return self._producer
 
     async def start(self) -> None:
-        if self._producer is not None:
-            return
-        producer = AIOKafkaProducer(**self._options)
-        try:
-            await producer.start()
-        except ak_errors.KafkaError as e:
-            await producer.stop()
-            raise translate_error(e) from e
-        except BaseException:
-            await producer.stop()
-            raise
-        self._producer = producer
+        """Connect; raises ``KafkaUnavailable`` if no broker answers. Safe to call again."""
+        async with self._lifecycle:  # the owner and a relay may both start it; make only one
+            if self._producer is not None:
+                return
+            producer = AIOKafkaProducer(**self._options)
+            try:
+                await producer.start()
+            except ak_errors.KafkaError as e:
+                await producer.stop()
+                raise translate_error(e) from e
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
 
     async def stop(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()
+        """Flush what is pending and close."""
+        async with self._lifecycle:
+            producer, self._producer = self._producer, None
+            if producer is not None:
+                await producer.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -20,6 +20,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -44,9 +45,8 @@ MEDIA_BUCKET = "media"
 _REQUIRED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "S3_ENDPOINT_URL")
 
 
-# The TikTok sandbox fixture (`sandbox`) comes from the sandbox package.
-if (ROOT / "tiktok_sandbox" / "testing.py").exists():
-    pytest_plugins = ["tiktok_sandbox.testing"]
+# The TikTok sandbox fixtures (`sandbox`, `sandbox_config`) come from the sandbox package.
+pytest_plugins = ["tiktok_sandbox.testing"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,8 @@ def _local_stack() -> StackEndpoints:
         check=False,
         stdin=subprocess.DEVNULL,
         cwd=ROOT,
+        # Readiness probes run with this interpreter (it has aiokafka, asyncpg, botocore).
+        env={**os.environ, "STACK_PYTHON": os.environ.get("STACK_PYTHON", sys.executable)},
     )
     if result.returncode != 0:
         pytest.fail(

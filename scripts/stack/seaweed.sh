@@ -10,7 +10,8 @@
 #   admin 18347 and its grpc 28347 (mini's built-in worker always dials admin port + 10000, so that
 #   offset is kept). WebDAV, Iceberg and Lance endpoints and telemetry are off.
 # weed puts its gRPC unix sockets at the fixed paths /tmp/seaweedfs-<component>-grpc-<port>.sock
-# (not configurable); `down` removes ours.
+# (not configurable). They are left in place on `down` (weed replaces stale ones on start), because
+# removing them could break another checkout's running stack that shares /tmp.
 set -euo pipefail
 # shellcheck source=scripts/stack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -93,8 +94,6 @@ up() {
 
 down() {
     stop_pid seaweedfs "$SW_PID" "$PID_PATTERN" 30
-    rm -f /tmp/seaweedfs-master-grpc-18341.sock /tmp/seaweedfs-volume-grpc-18343.sock \
-        /tmp/seaweedfs-filer-grpc-18345.sock /tmp/seaweedfs-s3-grpc-18346.sock /tmp/seaweedfs-admin-grpc-28347.sock
 }
 
 status() {

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # the variables are used by the scripts that source this file
 # Shared helpers for the local stack scripts. Sourced, never executed.
 #
 # Layout:
@@ -92,7 +92,7 @@ spawn_detached() {
     shift 3
     rm -f "$pidfile"
     (
-        cd "$cwd"
+        cd "$cwd" || exit 1
         # shellcheck disable=SC2016
         exec setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1
     ) &

@@ -51,8 +51,13 @@ ensure_traversable() {
     while [[ "$dir" != "/" ]]; do
         dir="$(dirname "$dir")"
         if ! as_pg test -x "$dir"; then
-            log "postgres: granting o+x on $dir so the '$PG_OS_USER' user can reach its data directory"
-            chmod o+x "$dir"
+            # Search permission only (no listing): an ACL for just that user when possible.
+            if command -v setfacl >/dev/null && setfacl -m "u:$PG_OS_USER:x" "$dir" 2>/dev/null; then
+                log "postgres: granted '$PG_OS_USER' search (x) on $dir by ACL so it can reach its data directory"
+            else
+                log "postgres: granting o+x on $dir so the '$PG_OS_USER' user can reach its data directory"
+                chmod o+x "$dir"
+            fi
         fi
     done
 }

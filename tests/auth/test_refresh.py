@@ -1,0 +1,310 @@
+"""Token refresh against the sandbox with rotation `always`: schedule, retries, invalid_grant,
+on-demand requests, and the rotation race across three replicas sharing one database."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from auth_service.adapters.vault import REFRESH
+from auth_service.settings import RefreshTuning
+from common.events import EventType, RefreshRequestedData, encode
+from common.kafka import TOPIC_ACCESS_TOKENS, TOPIC_ACCOUNTS, TOPIC_TOKEN_REFRESH_REQUESTED
+from tests.auth.harness import (
+    Keys,
+    RunningAuth,
+    TopicReader,
+    free_port,
+    make_settings,
+    new_sandbox_app,
+    running_auth,
+    seed_accounts,
+)
+from tests.waiting import wait_for, wait_for_value
+from tiktok_sandbox.config import SandboxConfig
+from tiktok_sandbox.testing import RunningSandbox, run_sandbox
+
+pytestmark = pytest.mark.stack
+
+TOKEN_PATH = "/v2/oauth/token/"
+
+FAST = RefreshTuning(
+    poll_interval_s=0.2,
+    concurrency=20,
+    call_timeout_s=5.0,
+    lease_s=10.0,
+    backoff_base_s=0.2,
+    backoff_cap_s=1.0,
+    request_min_interval_s=30.0,
+)
+
+
+@contextlib.asynccontextmanager
+async def replicas(
+    stack,
+    database_url,
+    topic_prefix,
+    sb: RunningSandbox,
+    count: int,
+    *,
+    keys: Keys | None = None,
+    refresh: RefreshTuning = FAST,
+) -> AsyncIterator[list[RunningAuth]]:
+    ports = [free_port() for _ in range(count)]
+    app = await new_sandbox_app(sb, ports)
+    keys = keys or Keys.fresh()
+    async with contextlib.AsyncExitStack() as stack_:
+        running = []
+        for i, port in enumerate(ports):
+            settings = make_settings(
+                stack=stack,
+                database_url=database_url,
+                topic_prefix=topic_prefix,
+                sandbox=sb,
+                app=app,
+                port=port,
+                keys=keys,
+                refresh=refresh,
+                instance_id=f"replica-{i}",
+            )
+            running.append(await stack_.enter_async_context(running_auth(settings)))
+        running[0].tiktok_app = app  # type: ignore[attr-defined]
+        yield running
+
+
+async def db_rows(database_url: str, sql: str = "SELECT * FROM auth.accounts ORDER BY id") -> list:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()
+
+
+def token_calls(counts: dict) -> int:
+    return sum(row["calls"] for row in counts["calls"] if row["endpoint"] == TOKEN_PATH)
+
+
+def refresh_tokens_per_open_id(sb: RunningSandbox) -> Counter:
+    return Counter(rt.grant.open_id for rt in sb.store.refresh_tokens.values())
+
+
+@pytest.fixture
+async def short_lived_sandbox(tmp_path) -> AsyncIterator[RunningSandbox]:
+    config = SandboxConfig(
+        data_dir=str(tmp_path / "sb"),
+        allow_http_web_redirects=True,
+        access_token_ttl_s=8,
+        refresh_rotation="always",
+    )
+    async with run_sandbox(config) as sb:
+        yield sb
+
+
+async def test_refresh_follows_expires_in_and_stores_the_newest_refresh_token(
+    stack, database_url, topic_prefix, short_lived_sandbox
+):
+    sb = short_lived_sandbox
+    async with (
+        replicas(stack, database_url, topic_prefix, sb, 1) as (auth,),
+        TopicReader(stack.kafka_bootstrap, topic_prefix) as reader,
+    ):
+        [seed] = await seed_accounts(sb, auth.repo, auth.tiktok_app, 1, due_in=0)
+        # 8-second tokens: refresh at half the lifetime (a 5-minute lead is impossible), with jitter.
+        row = (await wait_for(lambda: _version_at_least(database_url, 2), timeout=15))[0]
+        lead = (row["access_expires_at"] - row["refresh_due_at"]).total_seconds()
+        assert 4 <= lead <= 4.5
+        # The stored refresh token is the one the sandbox issued last (rotation `always`).
+        stored = auth.repo.vault.open(row["refresh_token_ct"], account_id=seed.account_id, purpose=REFRESH)
+        live = [rt.token for rt in sb.store.refresh_tokens.values() if rt.valid(sb.store.now())]
+        assert stored in live and stored != seed.refresh_token
+        # And the next cycle happens on its own, from the new expires_in.
+        await wait_for(lambda: _version_at_least(database_url, 3), timeout=15)
+        refreshed = await wait_for(
+            lambda: len(reader.events(TOPIC_ACCOUNTS, EventType.account_refreshed)) >= 2 or None, timeout=20
+        )
+        assert refreshed
+        versions = [e["data"]["token_version"] for e in reader.events(TOPIC_ACCESS_TOKENS)]
+        assert versions[:2] == [2, 3]
+    assert (await db_rows(database_url))[0]["status"] == "connected"
+
+
+async def _version_at_least(database_url: str, version: int):
+    rows = await db_rows(database_url)
+    return rows if rows and all(r["token_version"] >= version for r in rows) else None
+
+
+async def test_transient_failures_are_retried_with_backoff(
+    stack, database_url, topic_prefix, short_lived_sandbox
+):
+    sb = short_lived_sandbox
+    await sb.control.inject_fault(TOKEN_PATH, count=2, status=500, error_code="server_error")
+    await sb.control.inject_fault(TOKEN_PATH, count=1, status=429, error_code="rate_limit_exceeded")
+    async with replicas(stack, database_url, topic_prefix, sb, 1) as (auth,):
+        await seed_accounts(sb, auth.repo, auth.tiktok_app, 1, due_in=0)
+        row = (await wait_for(lambda: _version_at_least(database_url, 2), timeout=20))[0]
+        assert row["refresh_failures"] == 0 and row["last_error"] is None and row["status"] == "connected"
+    outcomes = _refreshes(auth)  # the replica has stopped: these numbers are final
+    assert outcomes["retry"] == 3 and outcomes["ok"] >= 1 and outcomes["reauth_required"] == 0
+    # 3 refused (500, 500, 429), then accepted (and perhaps the next cycle already).
+    assert token_calls(await sb.control.call_counts()) == 3 + outcomes["ok"]
+
+
+async def test_invalid_grant_marks_reauth_required_and_announces_it(
+    stack, database_url, topic_prefix, short_lived_sandbox
+):
+    sb = short_lived_sandbox
+    async with (
+        replicas(stack, database_url, topic_prefix, sb, 1) as (auth,),
+        TopicReader(stack.kafka_bootstrap, topic_prefix) as reader,
+    ):
+        [seed] = await seed_accounts(sb, auth.repo, auth.tiktok_app, 1, due_in=3600)
+        await sb.control.revoke_token(seed.refresh_token, reason=1)  # the user removed the app
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute("UPDATE auth.accounts SET refresh_due_at = now()")
+        finally:
+            await conn.close()
+        row = await wait_for_value(
+            lambda: _status(database_url), "reauth_required", timeout=15, description="reauth_required"
+        )
+        assert row == "reauth_required"
+        events = await wait_for(
+            lambda: reader.events(TOPIC_ACCOUNTS, EventType.account_reauth_required), timeout=20
+        )
+        assert events[0]["data"]["account_id"] == seed.account_id
+        assert events[0]["data"]["status"] == "reauth_required"
+        assert events[0]["data"]["reason"] == "invalid_grant"
+        rows = await db_rows(database_url)
+        assert rows[0]["refresh_due_at"] is None  # no more attempts with a dead grant
+        # One call, no retries.
+        assert token_calls(await sb.control.call_counts()) == 1
+
+
+async def _status(database_url):
+    rows = await db_rows(database_url)
+    return rows[0]["status"] if rows else None
+
+
+async def _request_refresh(bootstrap: str, topic: str, events: list[RefreshRequestedData]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for data in events:
+            value, headers = encode(EventType.refresh_requested, data)
+            await producer.send_and_wait(topic, value=value, key=data.account_id.encode(), headers=headers)
+    finally:
+        await producer.stop()
+
+
+async def test_refresh_requested_event_refreshes_now_and_storms_collapse(
+    stack, database_url, topic_prefix, short_lived_sandbox
+):
+    sb = short_lived_sandbox
+    async with replicas(stack, database_url, topic_prefix, sb, 2) as auths:
+        [seed] = await seed_accounts(sb, auths[0].repo, auths[0].tiktok_app, 1, due_in=3600)
+        topic = topic_prefix + TOPIC_TOKEN_REFRESH_REQUESTED
+        storm = [
+            RefreshRequestedData(
+                account_id=seed.account_id, reason="access_token_invalid", seen_token_version=1
+            )
+            for _ in range(25)
+        ]
+        started = time.monotonic()
+        await _request_refresh(stack.kafka_bootstrap, topic, storm)
+        await wait_for(lambda: _version_at_least(database_url, 2), timeout=30)
+        assert time.monotonic() - started < 30
+        # Let every request of the storm be consumed, then check: one refresh for 25 requests.
+        await _request_refresh(
+            stack.kafka_bootstrap,
+            topic,
+            [RefreshRequestedData(account_id="acc_unknown", reason="marker", seen_token_version=0)],
+        )
+        await wait_for(
+            lambda: sum(_handled(a) for a in auths) >= 26, timeout=30, description="all requests handled"
+        )
+        assert (await db_rows(database_url))[0]["token_version"] == 2
+        assert token_calls(await sb.control.call_counts()) == 1
+        # A request that saw the current version refreshes again.
+        await _request_refresh(
+            stack.kafka_bootstrap,
+            topic,
+            [
+                RefreshRequestedData(
+                    account_id=seed.account_id, reason="access_token_invalid", seen_token_version=2
+                )
+            ],
+        )
+        await wait_for(lambda: _version_at_least(database_url, 3), timeout=30)
+
+
+def _refreshes(auth: RunningAuth) -> dict[str, float]:
+    from auth_service.app import METRICS
+
+    registry = auth.app[METRICS].registry
+    return {
+        outcome: registry.get_sample_value("auth_token_refreshes_total", {"outcome": outcome}) or 0.0
+        for outcome in ("ok", "retry", "stale", "reauth_required")
+    }
+
+
+def _handled(auth: RunningAuth) -> int:
+    from auth_service.app import CONSUMER
+
+    return auth.app[CONSUMER].handled
+
+
+@pytest.fixture
+async def rotating_sandbox(tmp_path) -> AsyncIterator[RunningSandbox]:
+    config = SandboxConfig(
+        data_dir=str(tmp_path / "sb"),
+        allow_http_web_redirects=True,
+        access_token_ttl_s=30,
+        refresh_rotation="always",
+    )
+    async with run_sandbox(config) as sb:
+        yield sb
+
+
+@pytest.mark.slow
+async def test_rotation_race_three_replicas_refresh_each_account_once_per_cycle(
+    stack, database_url, topic_prefix, rotating_sandbox
+):
+    sb = rotating_sandbox
+    accounts = 500
+    async with replicas(stack, database_url, topic_prefix, sb, 3) as auths:
+        seeds = await seed_accounts(sb, auths[0].repo, auths[0].tiktok_app, accounts, due_in=1)
+        # Cycle 1 for all (due now), then cycle 2 on the schedule from expires_in (~15 s later).
+        await wait_for(lambda: _version_at_least(database_url, 3), timeout=60, interval=0.5)
+    # All replicas stopped gracefully: nothing is in flight, so the books must balance exactly.
+    rows = await db_rows(database_url)
+    assert len(rows) == accounts
+    assert Counter(r["status"] for r in rows) == {"connected": accounts}
+    issued = refresh_tokens_per_open_id(sb)
+    by_open_id = {s.open_id: s for s in seeds}
+    for row in rows:
+        # 1 refresh token from the seed grant + 1 per successful refresh = the stored version.
+        assert issued[row["open_id"]] == row["token_version"], row["id"]
+        stored = auths[0].repo.vault.open(row["refresh_token_ct"], account_id=row["id"], purpose=REFRESH)
+        assert sb.store.refresh_tokens[stored].valid(sb.store.now())
+        assert row["open_id"] in by_open_id
+    total_refreshes = sum(r["token_version"] - 1 for r in rows)
+    # Not one wasted or duplicate call: every call to the token endpoint was a successful refresh.
+    assert token_calls(await sb.control.call_counts()) == total_refreshes
+    assert min(r["token_version"] for r in rows) >= 3
+    leased = await db_rows(
+        database_url, "SELECT count(*) AS n FROM auth.accounts WHERE lease_owner IS NOT NULL"
+    )
+    assert leased[0]["n"] == 0
+    # Each replica took a share of the work, and none saw a stale or failed refresh.
+    per_replica = [_refreshes(a) for a in auths]
+    assert all(r["ok"] > 0 for r in per_replica), per_replica
+    assert sum(r["ok"] for r in per_replica) == total_refreshes
+    assert all(r["retry"] == r["stale"] == r["reauth_required"] == 0 for r in per_replica), per_replica
+    print(json.dumps({"accounts": accounts, "refreshes": total_refreshes}))

@@ -47,9 +47,14 @@ fi
 # The server user must be able to reach .stack/pg: grant search (x) on any ancestor that lacks it.
 ensure_traversable() {
     [[ $EUID -eq 0 ]] || return 0
-    local dir="$PG_DIR"
+    mkdir -p "$PG_DIR"
+    local dir="$PG_DIR" ancestors=()
     while [[ "$dir" != "/" ]]; do
         dir="$(dirname "$dir")"
+        ancestors=("$dir" "${ancestors[@]}")
+    done
+    # From / downwards, so only the directories that really block are changed.
+    for dir in "${ancestors[@]}"; do
         if ! as_pg test -x "$dir"; then
             # Search permission only (no listing): an ACL for just that user when possible.
             if command -v setfacl >/dev/null && setfacl -m "u:$PG_OS_USER:x" "$dir" 2>/dev/null; then

@@ -38,7 +38,7 @@ weed_bin() {
 }
 
 write_config() {
-    mkdir -p "$SW_DATA" "$SW_DIR/run" "$SW_DIR/admin"
+    mkdir -p "$SW_DATA" "$SW_DIR/run" "$SW_DIR/admin" "$SW_DIR/log"
     cat >"$SW_S3_CONFIG" <<EOF
 {
   "identities": [
@@ -74,7 +74,8 @@ up() {
     write_config
     log "seaweedfs: starting $("$weed" version 2>/dev/null | awk '{print $3}' | head -n 1), S3 on $S3_ENDPOINT"
     # cwd = its own directory so nothing lands in the checkout.
-    spawn_detached "$SW_PID" "$SW_LOG" "$SW_DIR" "$weed" mini -dir="$SW_DATA" \
+    # -logdir: weed's glog files would otherwise land in /tmp.
+    spawn_detached "$SW_PID" "$SW_LOG" "$SW_DIR" "$weed" -logdir="$SW_DIR/log" mini -dir="$SW_DATA" \
         -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -master.port=18340 -master.port.grpc=18341 -master.telemetry=false \
         -volume.port=18342 -volume.port.grpc=18343 \

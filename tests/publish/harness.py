@@ -306,11 +306,15 @@ class Harness:
         return await wait_for(reached, timeout, 0.1,
                               description=f"{post_id} to reach {target} (seen {self.log.states(post_id)})")  # fmt: skip
 
-    async def wait_event(self, post_id: str, predicate: Any, timeout: float = 60.0, what: str = "") -> PostStatusData:
+    async def wait_event(
+        self, post_id: str, predicate: Any, timeout: float = 60.0, what: str = ""
+    ) -> PostStatusData:
         def found() -> PostStatusData | None:
             return next((e for e in self.log.events.get(post_id, []) if predicate(e)), None)
 
-        return await wait_for(found, timeout, 0.1, description=f"{post_id}: {what} (seen {self.log.states(post_id)})")
+        return await wait_for(
+            found, timeout, 0.1, description=f"{post_id}: {what} (seen {self.log.states(post_id)})"
+        )
 
 
 @contextlib.asynccontextmanager

@@ -34,3 +34,127 @@ async def test_file_upload_direct_post_is_published_byte_exact(harness: Harness,
     assert sandbox_post["size"] == video.size
     assert sandbox_post["post_info"]["title"] == "hello #fyp"
     assert len(await harness.sandbox.control.posts()) == 1
+
+
+async def test_draft_goes_to_the_inbox(harness: Harness, video_3s: Path) -> None:
+    await harness.connect_account("acc-1", "alice")
+    video = await harness.put_file("videos/draft.mp4", video_3s)
+    async with running_service(harness.settings()):
+        post_id = await harness.request_post(
+            post_id="draft-1", account_id="acc-1", kind="video", mode="draft", video={"uri": video.uri}
+        )
+        done = await harness.wait_state(post_id, "inbox_delivered")
+    assert harness.log.states(post_id) == [
+        "received",
+        "validating",
+        "uploading",
+        "processing",
+        "inbox_delivered",
+    ]
+    sandbox_post = await harness.sandbox.control.post(done.publish_id or "")
+    assert sandbox_post["post_mode"] in ("MEDIA_UPLOAD", "INBOX", "UPLOAD") or sandbox_post["status"] == (
+        "SEND_TO_USER_INBOX"
+    )
+    assert sandbox_post["sha256"] == video.sha256
+
+
+async def test_photo_post_is_pulled_and_published(harness: Harness, image_jpeg: Path) -> None:
+    await harness.connect_account("acc-1", "alice")
+    photos = [await harness.put_file(f"photos/{i}.jpg", image_jpeg) for i in range(3)]
+    async with running_service(harness.settings()):
+        post_id = await harness.request_post(
+            post_id="photo-1", account_id="acc-1", kind="photo", mode="direct", transfer="pull_from_url",
+            photos=[{"uri": p.uri} for p in photos], cover_index=1, title="three frames",
+            description="a #photo post", privacy_level="PUBLIC_TO_EVERYONE",
+        )  # fmt: skip
+        done = await harness.wait_state(post_id, "published")
+    assert harness.log.states(post_id)[:4] == ["received", "validating", "processing", "published"]
+    sandbox_post = await harness.sandbox.control.post(done.publish_id or "")
+    assert sandbox_post["media_type"] == "PHOTO"
+    assert sandbox_post["source_info"]["photo_cover_index"] == 1
+    assert [f["sha256"] for f in sandbox_post["files"]] == [p.sha256 for p in photos]
+    assert sandbox_post["post_info"]["title"] == "three frames"
+
+
+async def test_pull_from_url_video_is_published_byte_exact(harness: Harness, video_3s: Path) -> None:
+    await harness.connect_account("acc-1", "alice")
+    video = await harness.put_file("videos/pull.mp4", video_3s)
+    async with running_service(harness.settings()):
+        post_id = await harness.request_post(
+            post_id="pull-1", account_id="acc-1", kind="video", mode="direct", transfer="pull_from_url",
+            video={"uri": video.uri}, privacy_level="SELF_ONLY",
+        )  # fmt: skip
+        done = await harness.wait_state(post_id, "published")
+    assert harness.log.states(post_id) == ["received", "validating", "processing", "published"]
+    sandbox_post = await harness.sandbox.control.post(done.publish_id or "")
+    assert sandbox_post["source"] == "PULL_FROM_URL"
+    assert sandbox_post["sha256"] == video.sha256
+
+
+async def test_scheduled_post_waits_for_publish_at(harness: Harness, video_3s: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    await harness.connect_account("acc-1", "alice")
+    video = await harness.put_file("videos/later.mp4", video_3s)
+    publish_at = datetime.now(UTC) + timedelta(seconds=4)
+    async with running_service(harness.settings()):
+        post_id = await harness.request_post(
+            post_id="sched-1", account_id="acc-1", kind="video", mode="direct", video={"uri": video.uri},
+            privacy_level="SELF_ONLY", publish_at=publish_at.isoformat(),
+        )  # fmt: skip
+        await harness.wait_state(post_id, "scheduled")
+        assert await harness.sandbox.control.posts() == []
+        done = await harness.wait_state(post_id, "published")
+    assert harness.log.states(post_id)[:3] == ["received", "scheduled", "validating"]
+    sandbox_post = await harness.sandbox.control.post(done.publish_id or "")
+    assert sandbox_post["created_at"] >= publish_at.timestamp() - 0.5
+    assert sandbox_post["sha256"] == video.sha256
+
+
+async def test_http_submit_lookup_and_webhooks(harness: Harness, video_3s: Path) -> None:
+    import json
+    import time
+
+    import aiohttp
+
+    from common.tiktok.webhooks import sign
+    from tests.publish.harness import API_KEY
+
+    await harness.connect_account("acc-1", "alice")
+    video = await harness.put_file("videos/http.mp4", video_3s)
+    body = {"post_id": "http-1", "account_id": "acc-1", "kind": "video", "mode": "direct",
+            "video": {"uri": video.uri}, "privacy_level": "PUBLIC_TO_EVERYONE"}  # fmt: skip
+    async with running_service(harness.settings()) as base, aiohttp.ClientSession() as http:
+        await harness.sandbox.control.update_app(
+            harness.tiktok_app.client_key, webhook_url=f"{base}/v1/webhooks/tiktok"
+        )
+        async with http.post(f"{base}/v1/posts", json=body) as r:
+            assert r.status == 401
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        async with http.post(f"{base}/v1/posts", json={**body, "privacy_level": "NOPE"}, headers=auth) as r:
+            assert r.status == 400
+            assert "privacy_level" in (await r.json())["error"]["message"]
+        async with http.post(f"{base}/v1/posts", json=body, headers=auth) as r:
+            assert r.status == 202
+        done = await harness.wait_event("http-1", lambda e: e.tiktok_post_ids, what="public post id")
+        async with http.get(f"{base}/v1/posts/http-1", headers=auth) as r:
+            view = await r.json()
+        assert view["state"] == "published" and view["tiktok_post_ids"] == done.tiktok_post_ids
+        assert "upload_url" not in json.dumps(view)
+        async with http.get(f"{base}/v1/posts/nope", headers=auth) as r:
+            assert r.status == 404
+        # The sandbox delivered signed webhooks; a forged one is refused, a repeat is dropped.
+        deliveries = await wait_for(harness.sandbox.control.webhooks, 20, description="sandbox webhooks")
+        assert all(d["attempts"][-1]["status"] == 200 for d in deliveries if d["attempts"]), deliveries
+        hook = json.dumps({"client_key": harness.tiktok_app.client_key, "event": "post.publish.complete",
+                           "create_time": 1, "user_openid": "x",
+                           "content": json.dumps({"publish_id": done.publish_id})}).encode()  # fmt: skip
+        async with http.post(
+            f"{base}/v1/webhooks/tiktok", data=hook, headers={"TikTok-Signature": "t=1,s=00"}
+        ) as r:
+            assert r.status == 401
+        signed = {"TikTok-Signature": sign(hook, harness.tiktok_app.client_secret, int(time.time()))}
+        async with http.post(f"{base}/v1/webhooks/tiktok", data=hook, headers=signed) as r:
+            assert (await r.json())["outcome"] == "woken"
+        async with http.post(f"{base}/v1/webhooks/tiktok", data=hook, headers=signed) as r:
+            assert (await r.json())["outcome"] == "duplicate"

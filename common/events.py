@@ -347,7 +347,8 @@ def encode(
     return value, headers
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_errors(exc: ValidationError) -> str:
+    """A short, human sentence naming each field that failed and why."""
     parts = []
     for error in exc.errors()[:5]:
         location = ".".join(str(p) for p in error["loc"]) or "event"
@@ -385,7 +386,7 @@ def decode(
     try:
         return Envelope[expected].model_validate(raw)  # type: ignore[valid-type]
     except ValidationError as exc:
-        raise BadEvent(_describe(exc), code="wrong_schema") from exc
+        raise BadEvent(describe_errors(exc), code="wrong_schema") from exc
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -91,6 +91,9 @@ def _verify_urls(store: Store, app: App, urls: list[str]) -> None:
 def _direct_post_gates(store: Store, app: App, creator: Creator, level: str) -> None:
     """§9.2 step 6, in the documented order."""
     now, window = store.now(), store.config.cap_window_s
+    if not app.seed.direct_post_enabled:
+        # [UNKNOWN] which code TikTok uses; the app is simply not allowed to use video.publish.
+        raise ApiError(401, "scope_not_authorized", "Direct Post is not enabled for this app.")
     if level not in PRIVACY_LEVELS or level not in creator.privacy_options():
         raise ApiError(
             403, "privacy_level_option_mismatch", "The privacy level is not among the creator's options."

@@ -62,8 +62,8 @@ async def callback_server():
 async def chromium(profile: Path):
     if shutil.which(CHROMIUM) is None:
         pytest.fail(
-            f"{CHROMIUM} is not installed: run `apt-get update && apt-get install -y chromium chromium-driver` "
-            "(make test does this)."
+            f"{CHROMIUM} is not installed: run `apt-get update && apt-get install -y chromium "
+            "chromium-driver` (make test does this)."
         )
     args = [
         CHROMIUM,
@@ -130,14 +130,18 @@ async def test_browser_clicks_authorize_and_lands_on_redirect_uri_with_code_and_
     async with callback_server() as (cb, redirect_uri):
         app = await sandbox.control.create_app(redirect_uris=[redirect_uri], name="Browser test app")
         await sandbox.control.create_creator("alice")
-        url = sandbox.authorize_url + "?" + urlencode(
-            {
-                "client_key": app.client_key,
-                "scope": "user.info.basic,video.publish,video.upload",
-                "response_type": "code",
-                "redirect_uri": redirect_uri,
-                "state": "xyz-42",
-            }
+        url = (
+            sandbox.authorize_url
+            + "?"
+            + urlencode(
+                {
+                    "client_key": app.client_key,
+                    "scope": "user.info.basic,video.publish,video.upload",
+                    "response_type": "code",
+                    "redirect_uri": redirect_uri,
+                    "state": "xyz-42",
+                }
+            )
         )
         async with chromium(tmp_path / "profile") as port, aiohttp.ClientSession(trust_env=False) as http:
             async with http.get(f"http://127.0.0.1:{port}/json/list") as r:
@@ -173,6 +177,8 @@ async def _exchange(sandbox, app, code, redirect_uri):
         "grant_type": "authorization_code",
         "redirect_uri": redirect_uri,
     }
-    async with aiohttp.ClientSession(trust_env=False) as http:
-        async with http.post(sandbox.base_url + "/v2/oauth/token/", data=form) as r:
-            return await r.json()
+    async with (
+        aiohttp.ClientSession(trust_env=False) as http,
+        http.post(sandbox.base_url + "/v2/oauth/token/", data=form) as r,
+    ):
+        return await r.json()

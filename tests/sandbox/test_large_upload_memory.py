@@ -66,7 +66,9 @@ async def test_300mb_upload_keeps_sandbox_rss_under_100mb(tmp_path):
         line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
         base = re.search(r"(http://127\.0\.0\.1:\d+)", line).group(1)
         async with aiohttp.ClientSession(trust_env=False) as http:
-            async with http.post(f"{base}/_sandbox/tokens", json={"client_key": "rsstest", "creator": "big"}) as r:
+            async with http.post(
+                f"{base}/_sandbox/tokens", json={"client_key": "rsstest", "creator": "big"}
+            ) as r:
                 token = (await r.json())["access_token"]
             total = VIDEO_SIZE // CHUNK
             body = {

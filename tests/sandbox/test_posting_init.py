@@ -367,6 +367,12 @@ async def test_audited_app_active_creator_cap(sandbox, api):
     assert r.status == 403 and r.code == "reached_active_user_cap"
 
 
+async def test_direct_post_disabled_in_app_configuration_is_refused(world):
+    await world.sb.control.update_app(world.app.client_key, direct_post_enabled=False)
+    assert (await world.api.init_direct(world.t, 1000)).code == "scope_not_authorized"
+    assert (await world.api.init_inbox(world.t, 1000)).code == "ok"
+
+
 async def test_interaction_toggles_forced_off_by_creator_settings(world):
     await world.sb.control.update_creator("alice", comment_disabled=True)
     r = await world.api.init_direct(world.t, 1000, disable_comment=False)

@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 
+import structlog
 from aiohttp import web
 
 from .app import create_app
@@ -37,7 +39,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18080, help="0 picks a free port (printed on start)")
     parser.add_argument("--config", help="JSON file with SandboxConfig keys (also $TIKTOK_SANDBOX_CONFIG)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    # Logs go to stderr as JSON lines; stdout carries only the "listening on" line.
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
     asyncio.run(serve(args.host, args.port, args.config))
 
 

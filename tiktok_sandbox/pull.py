@@ -42,6 +42,10 @@ class Puller:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
 
+    def abort_all(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+
     async def close(self) -> None:
         tasks = list(self._tasks.values())
         for task in tasks:

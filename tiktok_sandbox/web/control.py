@@ -11,7 +11,7 @@ from aiohttp import web
 from .. import ids
 from ..config import AppSeed, ConfigError, CreatorSeed, from_mapping
 from ..errors import ControlError
-from ..keys import BACKGROUND, CLOCK, STORE, WEBHOOKS
+from ..keys import BACKGROUND, CLOCK, PULLER, STORE, WEBHOOKS
 from ..models import App, Creator
 from ..store import Store
 
@@ -275,6 +275,7 @@ async def webhooks(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     store = request.app[STORE]
+    request.app[PULLER].abort_all()
     store.reset()
     request.app[WEBHOOKS].clear()
     return web.json_response({})

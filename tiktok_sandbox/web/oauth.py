@@ -50,7 +50,8 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
 
 def _redirect(uri: str, params: dict[str, str]) -> web.HTTPFound:
     sep = "&" if "?" in uri else "?"
-    return web.HTTPFound(uri + sep + urlencode({k: v for k, v in params.items() if v is not None}))
+    # An absent `state` stays absent; every other value is echoed unchanged.
+    return web.HTTPFound(uri + sep + urlencode({k: v for k, v in params.items() if v}))
 
 
 def _consent_page(

@@ -82,8 +82,13 @@ async def test_public_post_gets_a_19_digit_post_id_after_moderation(world):
     (post_id,) = s.data["publicaly_available_post_id"]
     assert isinstance(post_id, int) and len(str(post_id)) == 19 and post_id > 2**53
     assert re.search(rf'"publicaly_available_post_id":\[{post_id}\]', await _raw_status(world, publish_id))
-    names = [e["event"] for e in await world.sb.control.events()]
-    assert names == ["post.publish.complete", "post.publish.publicly_available"]
+    events = await world.sb.control.events()
+    assert [e["event"] for e in events] == ["post.publish.complete", "post.publish.publicly_available"]
+    assert events[1]["content"] == {
+        "publish_id": publish_id,
+        "post_id": str(post_id),
+        "publish_type": "DIRECT_POST",
+    }
 
 
 async def _raw_status(world, publish_id):

@@ -474,3 +474,31 @@ async def test_client_credentials_token_cannot_post(world):
     assert r.body["expires_in"] == 7200
     c = await world.api.post("/v2/post/publish/creator_info/query/", r.body["access_token"], {})
     assert c.status == 401 and c.code == "access_token_invalid"
+
+
+@pytest.mark.parametrize(
+    ("sandbox_config", "rotates"),
+    [
+        (SandboxConfig(refresh_rotation="sometimes", refresh_rotation_probability=1.0), True),
+        (SandboxConfig(refresh_rotation="sometimes", refresh_rotation_probability=0.0), False),
+    ],
+)
+async def test_refresh_rotation_sometimes_follows_its_probability(world, rotates):
+    first = (await exchange(world, await get_code(world))).body
+    second = (await refresh(world, first["refresh_token"])).body
+    assert (second["refresh_token"] != first["refresh_token"]) is rotates
+
+
+@pytest.mark.parametrize("sandbox_config", [SandboxConfig(refresh_expiry_slides=True)])
+async def test_refresh_expiry_slides_when_configured(world):
+    body = (await exchange(world, await get_code(world))).body
+    await world.sb.control.advance_time(1000)
+    again = (await refresh(world, body["refresh_token"])).body
+    assert again["refresh_expires_in"] == 31536000
+
+
+async def test_authorize_without_state_returns_no_state(world):
+    params = web_params(world.app)
+    del params["state"]
+    _, location = await authorize(world.api, params)
+    assert "state" not in query(location) and "code" in query(location)

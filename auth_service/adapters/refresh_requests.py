@@ -73,7 +73,9 @@ class RefreshRequestConsumer:
         try:
             envelope = decode(record.value, RefreshRequestedData, expected_type=EventType.refresh_requested)
         except BadEvent as exc:
-            log.warning("refresh_request_invalid", code=exc.code, error=exc.message, offset=record.offset)
+            log.warning(
+                "refresh_request_invalid", error_code=exc.code, error=exc.message, offset=record.offset
+            )
             return True
         attempt = 0
         while True:

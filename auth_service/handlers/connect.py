@@ -114,7 +114,7 @@ class ConnectFlow:
             )
         except ConnectRefused as exc:
             self._metrics.connects.labels(exc.code).inc()
-            log.warning("connect_refused", code=exc.code, reason=exc.message)
+            log.warning("connect_refused", error_code=exc.code, reason=exc.message)
             raise
         self._metrics.connects.labels("connected").inc()
         return account_id
@@ -156,7 +156,7 @@ class ConnectFlow:
                 user = await self._tiktok.user_info(grant.access_token, USER_FIELDS)
             except (TikTokError, TikTokTransportError) as exc:
                 # The account works without a display name; connecting must not fail on it.
-                log.warning("user_info_failed", code=exc.code, open_id=grant.open_id)
+                log.warning("user_info_failed", error_code=exc.code, open_id=grant.open_id)
             else:
                 profile = Profile(
                     display_name=_str(user.get("display_name")),

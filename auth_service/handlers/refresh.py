@@ -173,7 +173,7 @@ class Refresher:
             # 5xx, 429, server_error… and also codes like invalid_client: a configuration mistake
             # must not turn every account into reauth_required; keep trying with a growing delay.
             if not exc.retriable:
-                log.error("refresh_refused", code=exc.tiktok_code, log_id=exc.log_id)  # noqa: TRY400
+                log.error("refresh_refused", error_code=exc.tiktok_code, log_id=exc.log_id)  # noqa: TRY400
             return await self._retry(claim, exc.tiktok_code)
 
         tokens = NewTokens(

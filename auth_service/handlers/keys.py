@@ -1,9 +1,17 @@
 """Key rotation: re-encrypt every ciphertext under the active key, in small batches, while serving.
 
-Procedure (no downtime): 1) deploy every replica with the new key added to the ring and made active
-(old ciphertexts still open, new writes use the new key); 2) run ``python -m auth_service rotate-keys``;
-3) drop the old key from the ring. The command also re-announces access tokens whose last event was
-sealed with an older transport key, so publish_service can drop that key after step 3 as well.
+Procedure (no downtime; the same for TOKEN_KEYS and TRANSPORT_KEYS):
+
+1. Add the new key to the ring of every replica, still with the old key active
+   (``TOKEN_KEYS=old:…,new:…``, ``TOKEN_ACTIVE_KEY_ID=old``); for the transport key, give it to
+   publish_service as well. Every replica can now open both.
+2. Make the new key active (``TOKEN_ACTIVE_KEY_ID=new``) and roll the replicas; new writes use it.
+3. Run ``python -m auth_service rotate-keys``: every stored ciphertext is rewritten under the active
+   key, and access tokens last announced under an older transport key are announced again.
+4. Drop the old key from the rings.
+
+Each batch is one short transaction that locks its rows, so a refresh committing at the same time
+waits a moment and nothing is lost; values are always decrypted from what is stored at that moment.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 
 from auth_service.adapters.postgres import Repository, SeedAccount
 from auth_service.app import REPOSITORY, create_app
-from auth_service.settings import RefreshTuning, Settings
+from auth_service.settings import Settings
 from common.cipher import KeyRing, TokenCipher, generate_key
 from common.kafka import TOPIC_ACCESS_TOKENS, TOPIC_ACCOUNTS
 from tiktok_sandbox.testing import RunningSandbox, SandboxApp
@@ -44,7 +44,15 @@ class Keys:
         return TokenCipher(KeyRing.parse(self.transport_spec))
 
 
-def make_settings(
+def make_settings(**kwargs: Any) -> Settings:
+    refresh = kwargs.pop("refresh", None)
+    settings = Settings.from_env(settings_env(**kwargs))
+    if refresh is not None:
+        settings = dataclasses.replace(settings, refresh=refresh)
+    return settings
+
+
+def settings_env(
     *,
     stack: Any,
     database_url: str,
@@ -54,11 +62,10 @@ def make_settings(
     port: int,
     keys: Keys,
     kafka_bootstrap: str | None = None,
-    refresh: RefreshTuning | None = None,
     instance_id: str = "",
     app_type: str = "web",
     scopes: tuple[str, ...] = ("user.info.basic", "video.upload", "video.publish"),
-) -> Settings:
+) -> dict[str, str]:
     base = f"http://127.0.0.1:{port}"
     env = {
         "DATABASE_URL": database_url,
@@ -80,10 +87,7 @@ def make_settings(
         "AUTH_REFRESH_POLL_INTERVAL_S": "0.5",
         "AUTH_SHUTDOWN_DEADLINE_S": "10",
     }
-    settings = Settings.from_env(env)
-    if refresh is not None:
-        settings = dataclasses.replace(settings, refresh=refresh)
-    return settings
+    return env
 
 
 @dataclass

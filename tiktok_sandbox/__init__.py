@@ -1,0 +1,1 @@
+"""Local emulator of TikTok's OAuth v2 and Content Posting API (see docs/sandbox.md)."""

@@ -55,7 +55,12 @@ def plan_chunks(video_size: int, preferred_chunk: int = DEFAULT_CHUNK) -> ChunkP
         return ChunkPlan(video_size, video_size, 1)
     # The floor rule puts the remainder in the last chunk, which stays under two chunks (<= 128 MiB);
     # at 5 MiB or more a 4 GiB video needs at most 819 chunks, so the 1000 limit cannot bind.
-    plan = ChunkPlan(video_size, preferred_chunk, video_size // preferred_chunk)
+    chunk = preferred_chunk
+    if video_size // chunk < 2:
+        # The spec's pitfall: a large chunk and a video between 64 and 128 MiB give one chunk, which
+        # TikTok refuses for videos over 64 MiB. Halve the video instead (between 32 and 64 MiB).
+        chunk = video_size // 2
+    plan = ChunkPlan(video_size, chunk, video_size // chunk)
     check_plan(plan)
     return plan
 

@@ -69,3 +69,10 @@ def test_resync_refuses_garbage():
     assert resync_offset(plan, None) is None
     assert resync_offset(plan, "nonsense") is None
     assert resync_offset(plan, f"bytes 0-{3 * MIB}/{100 * MIB}") is None
+
+
+def test_large_preferred_chunk_never_leaves_a_big_video_in_one_chunk():
+    # floor(70 MiB / 64 MiB) == 1, which TikTok refuses for a video over 64 MiB (spec §5.1 pitfall).
+    plan = plan_chunks(70 * MIB, 64 * MIB)
+    check_plan(plan)
+    assert plan.total_chunks == 2 and plan.chunk_size == 35 * MIB

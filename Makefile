@@ -9,6 +9,8 @@
 #   make compose-check  validate docker-compose.yml without a Docker engine
 #   make test           everything above, then the test suite against the stack
 #   make test-fast      only pytest, against the running stack (no install, no lint)
+#   make demo           the main job end to end: stack, sandbox, both services, OAuth, a video published
+#   make bench          the benchmarks (numbers in README.md)
 #
 # Variables: PYTHON (interpreter for the venv, default python3.11), PYTEST_ARGS (extra pytest args).
 
@@ -21,14 +23,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK := scripts/stack/stack.sh
 STACK_ENV := .stack/env
-LINT_PATHS := common auth_service publish_service tiktok_sandbox tests scripts
+LINT_PATHS := common auth_service publish_service tiktok_sandbox tiktok_pipeline tests scripts
 PYTEST_ARGS ?=
 # Stamp: reinstall the Python dependencies only when pyproject.toml changes.
 INSTALL_STAMP := $(VENV)/.installed
 
 .PHONY: help install system-deps python-deps kafka-jars stack-up stack-down stack-status stack-env \
-	lint typecheck compose-check test test-fast clean-stack
-# Other owners add here: demo (run the whole pipeline end to end), bench.
+	lint typecheck compose-check test test-fast clean-stack demo bench
 
 help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -84,3 +85,14 @@ test-fast:
 
 clean-stack: stack-down
 	rm -rf .stack
+
+# The demo stops what it started: the stack too, unless it was already running before.
+demo: install
+	was_up=0; $(STACK) status >/dev/null 2>&1 && was_up=1; \
+	$(STACK) up; \
+	rc=0; (source $(STACK_ENV) && $(BIN)/python -m tiktok_pipeline.demo) || rc=$$?; \
+	if [[ $$was_up == 0 ]]; then $(STACK) down; fi; \
+	exit $$rc
+
+bench: install stack-up
+	source $(STACK_ENV) && for b in bench/*.py; do echo "::: $$b"; $(BIN)/python "$$b"; done

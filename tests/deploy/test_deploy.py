@@ -1,0 +1,506 @@
+"""The deploy artefacts: rendered Kubernetes manifests, the Dockerfile, the dashboard and the alerts.
+
+`scripts/deploy-check.sh` renders the kustomize base and both overlays and validates them (it
+installs kustomize with `go install` on first use); these tests run it once and then check, in the
+rendered YAML, what a reviewer would look for: non-root read-only containers with probes and
+resources, a grace period longer than the shutdown deadline, Secrets that hold only placeholders,
+prod pointed at TikTok and dev at the sandbox.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECK = ROOT / "scripts" / "deploy-check.sh"
+TARGETS = ("base", "dev", "prod")
+PLACEHOLDER = "REPLACE_ME"
+# Services stop within SHUTDOWN_DEADLINE_S (20 s by default); preStop pauses 5 s before that.
+PRE_STOP_S = 5
+WRITABLE_DIR = "/tmp"  # noqa: S108 - the one writable path inside the containers, an emptyDir
+POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
+
+# The first run builds kustomize and promql-check (1 to 3 minutes on 2 cores); later runs take seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def check_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("rendered")
+    env = dict(os.environ, DEPLOY_CHECK_OUT=str(out), PYTHON=sys.executable)
+    result = subprocess.run(
+        ["bash", str(CHECK)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=840, check=False
+    )
+    return result, out
+
+
+@pytest.fixture(scope="module")
+def rendered(check_run: tuple[subprocess.CompletedProcess[str], Path]) -> dict[str, list[dict[str, Any]]]:
+    result, out = check_run
+    if result.returncode != 0:
+        pytest.fail(f"deploy-check.sh failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return {
+        name: [d for d in yaml.safe_load_all((out / f"{name}.yaml").read_text()) if d] for name in TARGETS
+    }
+
+
+def objects(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name_prefix: str) -> dict[str, Any]:
+    found = [d for d in objects(docs, kind) if d["metadata"]["name"].startswith(name_prefix)]
+    assert len(found) == 1, f"expected one {kind} named {name_prefix}*, found {len(found)}"
+    return found[0]
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for doc in docs:
+        if doc["kind"] not in POD_KINDS:
+            continue
+        template = doc["spec"]["template"]
+        if doc["kind"] == "CronJob":
+            template = doc["spec"]["jobTemplate"]["spec"]["template"]
+        yield doc, template["spec"]
+
+
+def containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
+def config_value(docs: list[dict[str, Any]], configmap_prefix: str, key: str) -> str:
+    value: str = one(docs, "ConfigMap", configmap_prefix)["data"][key]
+    return value
+
+
+# -------------------------------------------------------------------------------- the check itself
+
+
+def test_deploy_check_renders_and_validates_every_overlay(
+    check_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result, out = check_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in TARGETS:
+        assert (out / f"{name}.yaml").stat().st_size > 0
+        report = (out / f"{name}.kubernetes-validate.txt").read_text()
+        assert "ERROR" not in report
+    # The ScaledObject, which kubernetes-validate cannot check, was validated by the vendored schema.
+    assert result.stderr.count("passed for resource scaledobject/publish-service") == len(TARGETS)
+
+
+def test_strict_validation_rejects_unknown_fields(tmp_path: Path) -> None:
+    """The check is worth something only if --strict really refuses a misspelt field."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "x"},
+                "spec": {
+                    "selector": {"matchLabels": {"a": "b"}},
+                    "template": {
+                        "metadata": {"labels": {"a": "b"}},
+                        "spec": {"containers": [{"name": "x", "image": "x", "readinesProbe": {}}]},
+                    },
+                },
+            }
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "readinesProbe" in result.stdout
+
+
+def test_scaledobject_schema_rejects_unknown_fields(tmp_path: Path) -> None:
+    scaled = yaml.safe_load((ROOT / "deploy/k8s/base/keda-scaledobject.yaml").read_text())
+    scaled["spec"]["maxReplicas"] = 10  # the HPA spelling, not KEDA's maxReplicaCount
+    scaled["spec"]["triggers"][0]["metadata"]["lagTreshold"] = "5"
+    manifest = tmp_path / "so.yaml"
+    manifest.write_text(yaml.safe_dump(scaled))
+    report = tmp_path / "kv.txt"
+    report.write_text("")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy/tools/validate_crds.py"), str(manifest), str(report)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "maxReplicas" in result.stdout
+    assert "lagTreshold" in result.stdout
+
+
+def test_a_custom_kind_without_schema_fails_the_check(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n")
+    report = tmp_path / "kv.txt"
+    report.write_text(
+        f"WARN {manifest} Couldn't find schema for kind Widget with api version example.com/v1 "
+        "for kubernetes version 1.37\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy/tools/validate_crds.py"), str(manifest), str(report)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "no schema for example.com/v1 Widget" in result.stdout
+
+
+# ------------------------------------------------------------------------------ pods and containers
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_container_is_non_root_read_only_and_confined(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    docs = rendered[target]
+    assert list(pod_specs(docs)), "no workloads rendered"
+    for owner, pod in pod_specs(docs):
+        where = f"{target} {owner['kind']}/{owner['metadata']['name']}"
+        pod_sc = pod.get("securityContext", {})
+        assert pod.get("automountServiceAccountToken") is False, where
+        for c in containers(pod):
+            sc = c.get("securityContext", {})
+            at = f"{where} container {c['name']}"
+            assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, at
+            assert sc.get("runAsUser", pod_sc.get("runAsUser", 0)) != 0, at
+            assert sc.get("readOnlyRootFilesystem") is True, at
+            assert sc.get("allowPrivilegeEscalation") is False, at
+            assert sc.get("privileged", False) is False, at
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], at
+            assert not sc.get("capabilities", {}).get("add"), at
+            seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {}))
+            assert seccomp.get("type") == "RuntimeDefault", at
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_container_has_resources_and_a_writable_tmp(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    for owner, pod in pod_specs(rendered[target]):
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for c in containers(pod):
+            at = f"{target} {owner['kind']}/{owner['metadata']['name']} container {c['name']}"
+            resources = c.get("resources", {})
+            for section in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(resources.get(section, {})), f"{at}: {section}"
+            tmp = [m for m in c.get("volumeMounts", []) if m["mountPath"] == WRITABLE_DIR]
+            assert tmp, f"{at}: /tmp is not mounted (the root filesystem is read-only)"
+            assert "emptyDir" in volumes[tmp[0]["name"]], at
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_long_running_containers_have_probes(rendered: dict[str, list[dict[str, Any]]], target: str) -> None:
+    for owner, pod in pod_specs(rendered[target]):
+        if owner["kind"] not in LONG_RUNNING:
+            continue
+        for c in pod["containers"]:
+            at = f"{target} {owner['metadata']['name']} container {c['name']}"
+            assert "livenessProbe" in c, at
+            assert "readinessProbe" in c, at
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_services_probe_healthz_and_readyz(rendered: dict[str, list[dict[str, Any]]], target: str) -> None:
+    for name, port in (("auth-service", 8081), ("publish-service", 8082)):
+        deployment = one(rendered[target], "Deployment", name)
+        (c,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["ports"][0]["containerPort"] == port
+        assert c["livenessProbe"]["httpGet"]["port"] == c["ports"][0]["name"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_grace_period_outlasts_the_shutdown_deadline(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    docs = rendered[target]
+    deadlines = {
+        "publish-service": float(config_value(docs, "pipeline-config", "SHUTDOWN_DEADLINE_S")),
+        "auth-service": float(config_value(docs, "auth-service-config", "AUTH_SHUTDOWN_DEADLINE_S")),
+    }
+    for owner, pod in pod_specs(docs):
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        assert grace > 20, f"{owner['metadata']['name']}: {grace}"
+        deadline = deadlines.get(owner["metadata"]["name"])
+        if deadline is not None:
+            assert grace > deadline + PRE_STOP_S, f"{owner['metadata']['name']}: {grace} vs {deadline}"
+
+
+@pytest.mark.parametrize("target", ("dev", "prod"))
+def test_overlays_set_the_image(rendered: dict[str, list[dict[str, Any]]], target: str) -> None:
+    images = {c["image"] for _, pod in pod_specs(rendered[target]) for c in containers(pod)}
+    assert len(images) == 1, images  # one image for every entry point
+    (image,) = images
+    assert ":" in image
+    assert not image.endswith(":latest")
+
+
+# ----------------------------------------------------------------------------------------- secrets
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_secrets_hold_only_placeholders(rendered: dict[str, list[dict[str, Any]]], target: str) -> None:
+    secrets = objects(rendered[target], "Secret")
+    assert secrets
+    required = {
+        "TIKTOK_CLIENT_SECRET",
+        "TOKEN_KEYS",
+        "TRANSPORT_KEYS",
+        "API_KEY",
+        "DATABASE_URL",
+        "S3_ACCESS_KEY_ID",
+        "S3_SECRET_ACCESS_KEY",
+    }
+    seen: set[str] = set()
+    for secret in secrets:
+        name = secret["metadata"]["name"]
+        for key, value in secret.get("stringData", {}).items():
+            assert value == PLACEHOLDER, f"{target} Secret {name}: {key} is not {PLACEHOLDER}"
+            seen.add(key)
+        for key, value in secret.get("data", {}).items():
+            assert base64.b64decode(value).decode() == PLACEHOLDER, f"{target} Secret {name}: {key}"
+            seen.add(key)
+    assert required <= seen, required - seen
+
+
+def test_no_secret_looking_values_outside_secrets(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for target, docs in rendered.items():
+        for cm in objects(docs, "ConfigMap"):
+            for key in cm.get("data", {}):
+                assert not re.search(r"SECRET|PASSWORD|_KEYS$|^API_KEY$|DATABASE_URL", key), (
+                    f"{target} ConfigMap {cm['metadata']['name']} carries {key}"
+                )
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_referenced_config_and_secret_exists(
+    rendered: dict[str, list[dict[str, Any]]], target: str
+) -> None:
+    docs = rendered[target]
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for _, pod in pod_specs(docs):
+        for c in containers(pod):
+            for source in c.get("envFrom", []):
+                if "configMapRef" in source:
+                    assert ("ConfigMap", source["configMapRef"]["name"]) in names
+                if "secretRef" in source:
+                    assert ("Secret", source["secretRef"]["name"]) in names
+            for var in c.get("env", []):
+                ref = var.get("valueFrom", {})
+                if "configMapKeyRef" in ref:
+                    assert ("ConfigMap", ref["configMapKeyRef"]["name"]) in names
+                if "secretKeyRef" in ref:
+                    assert ("Secret", ref["secretKeyRef"]["name"]) in names
+
+
+# ------------------------------------------------------------------------------- dev versus prod
+
+
+def test_prod_points_at_tiktok(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["prod"]
+    assert config_value(docs, "pipeline-config", "TIKTOK_API_BASE") == "https://open.tiktokapis.com"
+    assert (
+        config_value(docs, "pipeline-config", "TIKTOK_AUTHORIZE_URL")
+        == "https://www.tiktok.com/v2/auth/authorize/"
+    )
+    assert not [d for d in docs if "sandbox" in d["metadata"]["name"]]
+    assert "sandbox" not in json.dumps(docs)
+    assert one(docs, "Deployment", "auth-service")["spec"]["replicas"] >= 3
+    assert one(docs, "ScaledObject", "publish-service")["spec"]["minReplicaCount"] >= 3
+
+
+def test_dev_points_at_the_sandbox(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["dev"]
+    assert config_value(docs, "pipeline-config", "TIKTOK_API_BASE") == "http://tiktok-sandbox:18080"
+    assert config_value(docs, "pipeline-config", "TIKTOK_AUTHORIZE_URL").endswith(":18080/v2/auth/authorize/")
+    service = one(docs, "Service", "tiktok-sandbox")
+    assert service["spec"]["ports"][0]["port"] == 18080
+    sandbox = one(docs, "Deployment", "tiktok-sandbox")
+    (c,) = sandbox["spec"]["template"]["spec"]["containers"]
+    assert c["command"][:3] == ["python", "-m", "tiktok_sandbox"]
+    assert c["command"][c["command"].index("--port") + 1] == "18080"
+    assert "tiktok.com" not in json.dumps(objects(docs, "ConfigMap"))
+
+
+def test_one_image_runs_every_entry_point(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    docs = rendered["dev"]
+    commands = [c["command"] for _, pod in pod_specs(docs) for c in containers(pod)]
+    assert ["python", "-m", "auth_service"] in commands
+    assert ["python", "-m", "publish_service"] in commands
+    assert ["python", "-m", "auth_service", "migrate"] in commands
+    assert ["python", "-m", "publish_service", "migrate"] in commands
+    assert ["tiktok-pipeline", "create-topics", "--partitions", "$(KAFKA_PARTITIONS)"] in commands
+
+
+# ----------------------------------------------------------------------- availability and scaling
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_scaling_and_disruption_budgets(rendered: dict[str, list[dict[str, Any]]], target: str) -> None:
+    docs = rendered[target]
+    scaled = one(docs, "ScaledObject", "publish-service")
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "publish-service"
+    assert scaled["spec"]["maxReplicaCount"] == 10
+    if target != "prod":
+        assert scaled["spec"]["minReplicaCount"] == 1
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"]["consumerGroup"] == "publish-service"
+    assert trigger["metadata"]["topic"] == "tiktok.post.requested"
+    # KEDA owns the replica count; a field in the Deployment would fight it on every apply.
+    assert "replicas" not in one(docs, "Deployment", "publish-service")["spec"]
+
+    budgets = objects(docs, "PodDisruptionBudget")
+    for deployment in objects(docs, "Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        if deployment["metadata"]["name"] == "tiktok-sandbox":
+            continue  # one in-memory replica by design
+        assert any(b["spec"]["selector"]["matchLabels"].items() <= labels.items() for b in budgets), (
+            deployment["metadata"]["name"]
+        )
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_network_policies_deny_by_default(rendered: dict[str, list[dict[str, Any]]], target: str) -> None:
+    policies = objects(rendered[target], "NetworkPolicy")
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress")]
+    assert any(
+        set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"} and "egress" not in p["spec"] for p in deny
+    )
+    by_name = {p["metadata"]["name"]: p for p in policies}
+    ingress_ports = {
+        name: {port["port"] for rule in by_name[name]["spec"]["ingress"] for port in rule["ports"]}
+        for name in ("auth-service", "publish-service")
+    }
+    assert ingress_ports == {"auth-service": {8081}, "publish-service": {8082}}
+    allowed = {
+        port["port"]
+        for p in policies
+        for rule in p["spec"].get("egress", [])
+        for port in rule.get("ports", [])
+    }
+    # DNS, Kafka, Postgres, HTTPS (S3 and TikTok); dev adds the sandbox and in-cluster S3.
+    expected = {53, 9092, 5432, 443} | ({18080, 9000, 8082} if target == "dev" else set())
+    assert allowed == expected
+
+
+def test_common_labels_everywhere(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for target, docs in rendered.items():
+        for d in docs:
+            labels = d["metadata"].get("labels", {})
+            assert labels.get("app.kubernetes.io/part-of") == "tiktok-pipeline", f"{target} {d['kind']}"
+
+
+# -------------------------------------------------------------------------------------- Dockerfile
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text()
+    joined = re.sub(r"\\\n", " ", text)
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+        for line in joined.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def test_dockerfile_is_multi_stage_non_root_and_read_only_friendly() -> None:
+    instructions = dockerfile_instructions()
+    stages = [arg for op, arg in instructions if op == "FROM"]
+    assert len(stages) >= 2
+    assert any("PYTHON_IMAGE=python:3.11-slim-bookworm" in arg for op, arg in instructions if op == "ARG")
+    runtime = max(i for i, (op, _) in enumerate(instructions) if op == "FROM")
+    final = instructions[runtime:]
+    assert ("USER", "10001:10001") in final
+    env = " ".join(arg for op, arg in final if op == "ENV")
+    assert "PYTHONDONTWRITEBYTECODE=1" in env
+    assert "HTTP_HOST=0.0.0.0" in env
+    # Only the venv comes over from the builder: no compiler, no wheels, no sources.
+    copies = [arg for op, arg in final if op == "COPY"]
+    assert copies == ["--from=builder /opt/venv /opt/venv"]
+
+
+def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".git", ".venv", ".stack", "tests", "deploy", ".env"} <= ignored
+    assert "README.md" not in ignored  # pyproject's readme, needed to build the wheel
+    assert "pyproject.toml" not in ignored
+
+
+# ----------------------------------------------------------------------------- dashboard and alerts
+
+METRICS = (
+    "tiktok_posts_total",
+    "tiktok_posts_in_state",
+    "tiktok_upload_bytes_total",
+    "tiktok_upload_chunk_retries_total",
+    "tiktok_api_calls_total",
+    "tiktok_api_call_duration_seconds",
+    "tiktok_token_refreshes_total",
+    "tiktok_outbox_backlog",
+    "tiktok_consumer_lag",
+)
+
+
+def test_grafana_dashboard_uses_a_datasource_variable_and_every_metric() -> None:
+    dashboard = json.loads((ROOT / "deploy/grafana/tiktok-pipeline.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    exprs = []
+    for panel in panels:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}"
+            exprs.append(target["expr"])
+    text = "\n".join(exprs)
+    for metric in METRICS:
+        assert metric in text, metric
+    for label in ("state", "endpoint", "result", "outcome", "service", "topic", "partition"):
+        assert re.search(rf"by \([^)]*\b{label}\b", text), label
+
+
+def test_alert_rules_are_well_formed() -> None:
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    alerts = [r for group in rules["groups"] for r in group["rules"]]
+    names = [a["alert"] for a in alerts]
+    assert len(names) == len(set(names))
+    for alert in alerts:
+        assert alert["expr"].strip()
+        assert alert["labels"]["severity"] in {"info", "warning", "critical"}
+        assert alert["annotations"]["summary"]
+        assert alert["expr"].count("(") == alert["expr"].count(")"), alert["alert"]
+    text = "\n".join(a["expr"] for a in alerts)
+    for metric in ("tiktok_outbox_backlog", "tiktok_token_refreshes_total", "tiktok_consumer_lag"):
+        assert metric in text
+    assert 'outcome="reauth_required"' in text

@@ -1,0 +1,93 @@
+"""Faults injected at the sandbox: every post still ends published, and none is published twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.publish.harness import MIB, Harness, running_service
+from tests.waiting import wait_for
+
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
+
+UPLOAD = "/video/"
+VIDEO_INIT = "/v2/post/publish/video/init/"
+CREATOR_INFO = "/v2/post/publish/creator_info/query/"
+STATUS = "/v2/post/publish/status/fetch/"
+
+
+async def _publish_one(harness: Harness, video_3s: Path, post_id: str, size: int = 30 * MIB) -> tuple[str, str]:
+    video = await harness.put_padded_video(f"videos/{post_id}.mp4", video_3s, size)
+    await harness.request_post(
+        post_id=post_id, account_id="acc-1", kind="video", mode="direct", video={"uri": video.uri},
+        privacy_level="SELF_ONLY",
+    )  # fmt: skip
+    return post_id, video.sha256
+
+
+async def _assert_published_once(harness: Harness, expected: dict[str, str]) -> None:
+    posts = await harness.sandbox.control.posts()
+    complete = [p for p in posts if p["status"] == "PUBLISH_COMPLETE"]
+    assert len(complete) == len(expected), [(p["publish_id"], p["status"]) for p in posts]
+    by_id = {p["publish_id"]: p for p in complete}
+    for post_id, sha in expected.items():
+        last = harness.log.last(post_id)
+        assert last is not None and last.state.value == "published", harness.log.states(post_id)
+        assert harness.log.states(post_id).count("published") == 1
+        assert by_id[last.publish_id or ""]["sha256"] == sha
+
+
+async def test_chunk_5xx_and_connection_resets_are_retried(harness: Harness, video_3s: Path) -> None:
+    await harness.connect_account("acc-1", "alice")
+    await harness.sandbox.control.inject_fault(UPLOAD, count=2, status=503)
+    await harness.sandbox.control.inject_fault(UPLOAD, count=2, reset_after_bytes=3 * MIB)
+    await harness.sandbox.control.inject_fault(UPLOAD, count=1, status=500)
+    async with running_service(harness.settings()):
+        post_id, sha = await _publish_one(harness, video_3s, "faulty-chunks")
+        await harness.wait_state(post_id, "published", timeout=120)
+    await _assert_published_once(harness, {post_id: sha})
+    assert await harness.sandbox.control.request("GET", "/faults") == []
+
+
+async def test_429_and_5xx_on_api_calls_back_off_and_recover(harness: Harness, video_3s: Path) -> None:
+    await harness.connect_account("acc-1", "alice")
+    await harness.sandbox.control.inject_fault(CREATOR_INFO, count=1, status=500, error_code="internal_error")
+    await harness.sandbox.control.inject_fault(VIDEO_INIT, count=1, status=429, error_code="rate_limit_exceeded")
+    await harness.sandbox.control.inject_fault(STATUS, count=1, status=429, error_code="rate_limit_exceeded")
+    async with running_service(harness.settings()):
+        post_id, sha = await _publish_one(harness, video_3s, "faulty-api", size=6 * MIB)
+        await harness.wait_state(post_id, "published", timeout=150)
+    await _assert_published_once(harness, {post_id: sha})
+
+
+async def test_expired_upload_url_means_a_new_init_and_one_post(harness: Harness, video_3s: Path) -> None:
+    await harness.connect_account("acc-1", "alice")
+    await harness.sandbox.control.inject_fault(UPLOAD, count=None, latency_ms=300)
+    async with running_service(harness.settings()):
+        post_id, sha = await _publish_one(harness, video_3s, "expiring", size=100 * MIB)
+        await harness.wait_event(
+            post_id, lambda e: e.progress is not None and 0 < e.progress.bytes_sent < e.progress.bytes_total,
+            what="upload under way",
+        )  # fmt: skip
+        await harness.sandbox.control.advance_time(3700)  # the upload URL (1 hour) is now dead
+        await harness.sandbox.control.clear_faults()
+        await harness.wait_state(post_id, "published", timeout=120)
+    states = harness.log.states(post_id)
+    assert states.count("uploading") >= 2, states  # a second upload after the new init
+    posts = await harness.sandbox.control.posts()
+    assert sorted(p["status"] for p in posts) == ["FAILED", "PUBLISH_COMPLETE"]
+    await _assert_published_once(harness, {post_id: sha})
+
+
+async def test_expired_token_is_refreshed_through_auth_service(harness: Harness, video_3s: Path) -> None:
+    token = await harness.connect_account("acc-1", "alice")
+    await harness.sandbox.control.expire_token(token)
+    async with running_service(harness.settings()):
+        post_id, sha = await _publish_one(harness, video_3s, "stale-token", size=6 * MIB)
+        request = await wait_for(lambda: harness.log.refresh, 60, description="a refresh request")
+        assert request[0].account_id == "acc-1" and request[0].seen_token_version == 1
+        await harness.refresh_on_request("acc-1", "alice")  # auth_service's part
+        await harness.wait_state(post_id, "published", timeout=90)
+    assert len(harness.log.refresh) == 1, "one refresh request per token version"
+    await _assert_published_once(harness, {post_id: sha})

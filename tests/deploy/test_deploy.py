@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -452,6 +453,97 @@ def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
     assert {".git", ".venv", ".stack", "tests", "deploy", ".env"} <= ignored
     assert "README.md" not in ignored  # pyproject's readme, needed to build the wheel
     assert "pyproject.toml" not in ignored
+
+
+def dockerignore_regexes() -> list[re.Pattern[str]]:
+    """.dockerignore patterns as Docker reads them: relative to the context root, `**` any depth."""
+    regexes = []
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = raw.strip().strip("/")
+        if not pattern or pattern.startswith("#"):
+            continue
+        assert not pattern.startswith("!"), "exceptions are not modelled here"
+        regex = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                regex, i = regex + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                regex, i = regex + ".*", i + 2
+            elif pattern[i] == "*":
+                regex, i = regex + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                regex, i = regex + "[^/]", i + 1
+            elif pattern[i] == "[":
+                end = pattern.index("]", i)
+                regex, i = regex + pattern[i : end + 1], end + 1
+            else:
+                regex, i = regex + re.escape(pattern[i]), i + 1
+        regexes.append(re.compile(regex))
+    return regexes
+
+
+def docker_context(dest: Path) -> list[str]:
+    """Copy what `docker build .` would send (the checkout less .dockerignore) to dest."""
+    regexes = dockerignore_regexes()
+
+    def ignored(relative: str) -> bool:
+        return any(r.fullmatch(relative) for r in regexes)
+
+    sent = []
+    for directory, subdirs, files in os.walk(ROOT):
+        base = Path(directory).relative_to(ROOT)
+        subdirs[:] = [d for d in subdirs if not ignored((base / d).as_posix())]
+        for name in files:
+            relative = (base / name).as_posix()
+            if not ignored(relative):
+                (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+                (dest / relative).write_bytes((ROOT / relative).read_bytes())
+                sent.append(relative)
+    return sent
+
+
+def test_the_build_context_makes_a_complete_wheel(tmp_path: Path) -> None:
+    """What the Dockerfile's builder does with the context: `pip wheel --no-deps .` must give a wheel
+    with every package (the Job runs the `tiktok-pipeline` entry point) and the SQL migrations."""
+    context = tmp_path / "context"
+    sent = docker_context(context)
+    assert "pyproject.toml" in sent
+    assert not [f for f in sent if f.startswith(("tests/", ".git/", ".venv/", "deploy/", ".stack/"))]
+    assert not [f for f in sent if "__pycache__" in f or f.endswith(".pyc")]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "--wheel-dir",
+            str(tmp_path / "w"),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = (tmp_path / "w").glob("tiktok_pipeline-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        scripts = archive.read(entry_points).decode()
+    packages = {n.split("/")[0] for n in names if n.endswith("/__init__.py")}
+    local = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
+    assert local <= packages, local - packages
+    match = re.search(r"^tiktok-pipeline\s*=\s*([\w.]+):", scripts, re.MULTILINE)
+    assert match, scripts
+    assert match.group(1).replace(".", "/") + ".py" in names
+    for service in ("auth_service", "publish_service"):
+        migrations = sorted(p.name for p in (ROOT / service / "migrations").glob("*.sql"))
+        assert migrations
+        assert all(f"{service}/migrations/{m}" in names for m in migrations), service
 
 
 # ----------------------------------------------------------------------------- dashboard and alerts

@@ -82,6 +82,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
                 refresh=settings.topic(TOPIC_TOKEN_REFRESH_REQUESTED),
                 requested=settings.topic(TOPIC_POST_REQUESTED),
             ),
+            rate_window_s=settings.rate_window_s,
         )
         yield
     finally:

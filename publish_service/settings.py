@@ -48,6 +48,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     kafka_partitions: int = 6
+    rate_window_s: float = 60.0  # TikTok's per-token window; a test sandbox may use a shorter one
 
     @property
     def schema(self) -> str:
@@ -93,6 +94,7 @@ class Settings:
             log_level=env.string("LOG_LEVEL", "INFO"),
             log_format=env.string("LOG_FORMAT", "json"),
             kafka_partitions=env.integer("KAFKA_PARTITIONS", 6),
+            rate_window_s=env.number("TIKTOK_RATE_WINDOW_S", 60.0),
         )
         settings.transport_ring()  # fail fast on a malformed key ring
         if settings.workers < 1:

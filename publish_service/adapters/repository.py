@@ -220,8 +220,11 @@ def _dlq_headers(code: str, message: str, extra: Sequence[tuple[str, bytes]] = (
 
 
 class Repository:
-    def __init__(self, pool: Any, schema: str, topics: Topics) -> None:
+    def __init__(
+        self, pool: Any, schema: str, topics: Topics, *, rate_window_s: float = rate_window.WINDOW_S
+    ) -> None:
         self.pool = pool
+        self.rate_window_s = rate_window_s
         self.schema = validate_identifier(schema)
         self.topics = topics
         self._t = f"{self.schema}.posts"
@@ -628,7 +631,7 @@ class Repository:
         clock is the one clock they share.
         """
         limit = rate_window.LIMITS[endpoint]
-        window = rate_window.WINDOW_S + rate_window.SAFETY_S
+        window = self.rate_window_s + rate_window.SAFETY_S
         async with self.pool.acquire() as c, c.transaction():
             await c.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{account_id}|{endpoint.value}"

@@ -17,7 +17,9 @@ CREATOR_INFO = "/v2/post/publish/creator_info/query/"
 STATUS = "/v2/post/publish/status/fetch/"
 
 
-async def _publish_one(harness: Harness, video_3s: Path, post_id: str, size: int = 30 * MIB) -> tuple[str, str]:
+async def _publish_one(
+    harness: Harness, video_3s: Path, post_id: str, size: int = 30 * MIB
+) -> tuple[str, str]:
     video = await harness.put_padded_video(f"videos/{post_id}.mp4", video_3s, size)
     await harness.request_post(
         post_id=post_id, account_id="acc-1", kind="video", mode="direct", video={"uri": video.uri},
@@ -53,7 +55,9 @@ async def test_chunk_5xx_and_connection_resets_are_retried(harness: Harness, vid
 async def test_429_and_5xx_on_api_calls_back_off_and_recover(harness: Harness, video_3s: Path) -> None:
     await harness.connect_account("acc-1", "alice")
     await harness.sandbox.control.inject_fault(CREATOR_INFO, count=1, status=500, error_code="internal_error")
-    await harness.sandbox.control.inject_fault(VIDEO_INIT, count=1, status=429, error_code="rate_limit_exceeded")
+    await harness.sandbox.control.inject_fault(
+        VIDEO_INIT, count=1, status=429, error_code="rate_limit_exceeded"
+    )
     await harness.sandbox.control.inject_fault(STATUS, count=1, status=429, error_code="rate_limit_exceeded")
     async with running_service(harness.settings()):
         post_id, sha = await _publish_one(harness, video_3s, "faulty-api", size=6 * MIB)

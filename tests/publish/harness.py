@@ -50,7 +50,7 @@ from common.kafka import (
 from common.s3 import ObjectStore
 from publish_service.app import create_app
 from publish_service.settings import Settings
-from tests.waiting import wait_for
+from tests.waiting import WaitTimeout, wait_for
 from tiktok_sandbox.testing import RunningSandbox, SandboxApp
 
 MIB = 1024 * 1024
@@ -65,11 +65,24 @@ def make_video(path: Path, seconds: int = 3, size: str = "720x1280") -> Path:
     ffmpeg = shutil.which("ffmpeg")
     assert ffmpeg, "ffmpeg is needed for the publish tests (apt-get install ffmpeg)"
     subprocess.run(
-        [ffmpeg, "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=30",
-         "-t", str(seconds), "-pix_fmt", "yuv420p", str(path)],
+        [
+            ffmpeg,
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc=size={size}:rate=30",
+            "-t",
+            str(seconds),
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
         check=True,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     return path
 
 
@@ -79,11 +92,22 @@ def make_image(path: Path) -> Path:
     ffmpeg = shutil.which("ffmpeg")
     assert ffmpeg
     subprocess.run(
-        [ffmpeg, "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=640x480", "-frames:v", "1",
-         str(path)],
+        [
+            ffmpeg,
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x480",
+            "-frames:v",
+            "1",
+            str(path),
+        ],
         check=True,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     return path
 
 
@@ -205,8 +229,12 @@ class Harness:
             self.topic(TOPIC_POST_REQUESTED_DLQ): "dlq",
             self.topic(TOPIC_TOKEN_REFRESH_REQUESTED): "refresh",
         }
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.stack.kafka_bootstrap, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")  # fmt: skip
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.stack.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         await consumer.start()
         try:
             parts = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
@@ -231,8 +259,13 @@ class Harness:
     async def connect_account(self, account_id: str, creator: str, *, expires_in: int | None = None) -> str:
         issued = await self.sandbox.control.issue_token(self.tiktok_app.client_key, creator)
         self.open_ids[account_id] = issued.open_id
-        await self.announce_token(account_id, issued.access_token, issued.open_id, issued.scope.split(","),
-                                  expires_in=expires_in or issued.expires_in)  # fmt: skip
+        await self.announce_token(
+            account_id,
+            issued.access_token,
+            issued.open_id,
+            issued.scope.split(","),
+            expires_in=expires_in or issued.expires_in,
+        )
         account = AccountData(
             account_id=account_id,
             open_id=issued.open_id,
@@ -303,8 +336,10 @@ class Harness:
                     return e
             return None
 
-        return await wait_for(reached, timeout, 0.1,
-                              description=f"{post_id} to reach {target} (seen {self.log.states(post_id)})")  # fmt: skip
+        try:
+            return await wait_for(reached, timeout, 0.1, description=f"{post_id} to reach {target}")
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}; states seen: {self.log.states(post_id)}") from None
 
     async def wait_event(
         self, post_id: str, predicate: Any, timeout: float = 60.0, what: str = ""
@@ -312,9 +347,10 @@ class Harness:
         def found() -> PostStatusData | None:
             return next((e for e in self.log.events.get(post_id, []) if predicate(e)), None)
 
-        return await wait_for(
-            found, timeout, 0.1, description=f"{post_id}: {what} (seen {self.log.states(post_id)})"
-        )
+        try:
+            return await wait_for(found, timeout, 0.1, description=f"{post_id}: {what}")
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}; states seen: {self.log.states(post_id)}") from None
 
 
 @contextlib.asynccontextmanager

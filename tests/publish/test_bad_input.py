@@ -27,9 +27,15 @@ async def test_bad_events_are_rejected_and_dead_lettered(
     base = {"account_id": "acc-1", "kind": "video", "mode": "direct", "privacy_level": "SELF_ONLY"}
     async with running_service(harness.settings()):
         await harness.request_post(raw=b"{not json", key="acc-1")
-        wrong_schema = json.dumps({"type": "tiktok.post.requested", "version": 1, "event_id": "0" * 32,
-                                   "occurred_at": "2026-11-22T00:00:00Z",
-                                   "data": {"post_id": "bad-schema", "account_id": "acc-1"}}).encode()  # fmt: skip
+        wrong_schema = json.dumps(
+            {
+                "type": "tiktok.post.requested",
+                "version": 1,
+                "event_id": "0" * 32,
+                "occurred_at": "2026-11-22T00:00:00Z",
+                "data": {"post_id": "bad-schema", "account_id": "acc-1"},
+            }
+        ).encode()
         await harness.request_post(raw=wrong_schema, key="acc-1")
         await harness.request_post(raw=b'{"pad": "' + b"x" * 300_000 + b'"}', key="acc-1")
         await harness.request_post(
@@ -43,9 +49,13 @@ async def test_bad_events_are_rejected_and_dead_lettered(
         # The consumer goes on: a good post after all of them is published.
         await harness.request_post(post_id="good", **base, video={"uri": video.uri})
         await harness.wait_state("good", "published")
-        for post_id, code in [("bad-schema", "wrong_schema"), ("bad-account", "unknown_account"),
-                              ("bad-missing", "missing_object"), ("bad-format", "wrong_format"),
-                              ("bad-bucket", "bucket_not_allowed")]:  # fmt: skip
+        for post_id, code in [
+            ("bad-schema", "wrong_schema"),
+            ("bad-account", "unknown_account"),
+            ("bad-missing", "missing_object"),
+            ("bad-format", "wrong_format"),
+            ("bad-bucket", "bucket_not_allowed"),
+        ]:
             rejected = await harness.wait_state(post_id, "rejected")
             assert rejected.error is not None and rejected.error.code == code, (post_id, rejected.error)
         unparseable = [p for p in harness.log.events if p.startswith("unparseable:")]
@@ -55,9 +65,16 @@ async def test_bad_events_are_rejected_and_dead_lettered(
     assert dlq[b"{not json"] == "not_json"
     assert dlq[wrong_schema] == "wrong_schema"
     assert sorted(dlq.values()) == sorted(
-        ["not_json", "wrong_schema", "too_large", "unknown_account", "missing_object", "wrong_format",
-         "bucket_not_allowed"]
-    )  # fmt: skip
+        [
+            "not_json",
+            "wrong_schema",
+            "too_large",
+            "unknown_account",
+            "missing_object",
+            "wrong_format",
+            "bucket_not_allowed",
+        ]
+    )
     assert len(await harness.sandbox.control.posts()) == 1
 
 
@@ -66,8 +83,15 @@ async def test_same_post_id_twice_is_a_no_op_and_a_different_payload_is_rejected
 ) -> None:
     await harness.connect_account("acc-1", "alice")
     video = await harness.put_file("videos/dup.mp4", video_3s)
-    post = {"post_id": "dup-1", "account_id": "acc-1", "kind": "video", "mode": "direct",
-            "privacy_level": "SELF_ONLY", "video": {"uri": video.uri}, "caption": "first"}  # fmt: skip
+    post = {
+        "post_id": "dup-1",
+        "account_id": "acc-1",
+        "kind": "video",
+        "mode": "direct",
+        "privacy_level": "SELF_ONLY",
+        "video": {"uri": video.uri},
+        "caption": "first",
+    }
     async with running_service(harness.settings()):
         await harness.request_post(**post)
         await harness.request_post(**post)

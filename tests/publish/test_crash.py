@@ -54,9 +54,13 @@ async def test_sigkill_mid_upload_resumes_and_publishes_once(
     first = _start(harness, tmp_path / "service.log")
     try:
         post_id = await harness.request_post(
-            post_id="big-1", account_id="acc-1", kind="video", mode="direct", video={"uri": video.uri},
+            post_id="big-1",
+            account_id="acc-1",
+            kind="video",
+            mode="direct",
+            video={"uri": video.uri},
             privacy_level="SELF_ONLY",
-        )  # fmt: skip
+        )
         await _upload_started(harness, post_id, 30 * MIB)
         first.send_signal(signal.SIGKILL)
         await _wait_exit(first, 10)
@@ -90,9 +94,13 @@ async def test_sigterm_checkpoints_the_upload_and_exits_in_time(
     first = _start(harness, tmp_path / "service.log")
     try:
         post_id = await harness.request_post(
-            post_id="term-1", account_id="acc-1", kind="video", mode="direct", video={"uri": video.uri},
+            post_id="term-1",
+            account_id="acc-1",
+            kind="video",
+            mode="direct",
+            video={"uri": video.uri},
             privacy_level="SELF_ONLY",
-        )  # fmt: skip
+        )
         await _upload_started(harness, post_id, 20 * MIB)
         first.send_signal(signal.SIGTERM)
         assert await _wait_exit(first, 25) == (0, True)

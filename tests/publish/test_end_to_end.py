@@ -17,10 +17,15 @@ async def test_file_upload_direct_post_is_published_byte_exact(harness: Harness,
     video = await harness.put_file("videos/a.mp4", video_3s)
     async with running_service(harness.settings()):
         post_id = await harness.request_post(
-            post_id="post-1", account_id="acc-1", kind="video", mode="direct",
-            video={"uri": video.uri}, caption="hello #fyp", privacy_level="PUBLIC_TO_EVERYONE",
+            post_id="post-1",
+            account_id="acc-1",
+            kind="video",
+            mode="direct",
+            video={"uri": video.uri},
+            caption="hello #fyp",
+            privacy_level="PUBLIC_TO_EVERYONE",
             metadata={"cms_id": 42},
-        )  # fmt: skip
+        )
         published = await harness.wait_state(post_id, "published")
         final = await harness.wait_event(post_id, lambda e: e.tiktok_post_ids, what="public post id")
     states = harness.log.states(post_id)
@@ -63,10 +68,17 @@ async def test_photo_post_is_pulled_and_published(harness: Harness, image_jpeg: 
     photos = [await harness.put_file(f"photos/{i}.jpg", image_jpeg) for i in range(3)]
     async with running_service(harness.settings()):
         post_id = await harness.request_post(
-            post_id="photo-1", account_id="acc-1", kind="photo", mode="direct", transfer="pull_from_url",
-            photos=[{"uri": p.uri} for p in photos], cover_index=1, title="three frames",
-            description="a #photo post", privacy_level="PUBLIC_TO_EVERYONE",
-        )  # fmt: skip
+            post_id="photo-1",
+            account_id="acc-1",
+            kind="photo",
+            mode="direct",
+            transfer="pull_from_url",
+            photos=[{"uri": p.uri} for p in photos],
+            cover_index=1,
+            title="three frames",
+            description="a #photo post",
+            privacy_level="PUBLIC_TO_EVERYONE",
+        )
         done = await harness.wait_state(post_id, "published")
     assert harness.log.states(post_id)[:4] == ["received", "validating", "processing", "published"]
     sandbox_post = await harness.sandbox.control.post(done.publish_id or "")
@@ -81,9 +93,14 @@ async def test_pull_from_url_video_is_published_byte_exact(harness: Harness, vid
     video = await harness.put_file("videos/pull.mp4", video_3s)
     async with running_service(harness.settings()):
         post_id = await harness.request_post(
-            post_id="pull-1", account_id="acc-1", kind="video", mode="direct", transfer="pull_from_url",
-            video={"uri": video.uri}, privacy_level="SELF_ONLY",
-        )  # fmt: skip
+            post_id="pull-1",
+            account_id="acc-1",
+            kind="video",
+            mode="direct",
+            transfer="pull_from_url",
+            video={"uri": video.uri},
+            privacy_level="SELF_ONLY",
+        )
         done = await harness.wait_state(post_id, "published")
     assert harness.log.states(post_id) == ["received", "validating", "processing", "published"]
     sandbox_post = await harness.sandbox.control.post(done.publish_id or "")
@@ -99,9 +116,14 @@ async def test_scheduled_post_waits_for_publish_at(harness: Harness, video_3s: P
     publish_at = datetime.now(UTC) + timedelta(seconds=4)
     async with running_service(harness.settings()):
         post_id = await harness.request_post(
-            post_id="sched-1", account_id="acc-1", kind="video", mode="direct", video={"uri": video.uri},
-            privacy_level="SELF_ONLY", publish_at=publish_at.isoformat(),
-        )  # fmt: skip
+            post_id="sched-1",
+            account_id="acc-1",
+            kind="video",
+            mode="direct",
+            video={"uri": video.uri},
+            privacy_level="SELF_ONLY",
+            publish_at=publish_at.isoformat(),
+        )
         await harness.wait_state(post_id, "scheduled")
         assert await harness.sandbox.control.posts() == []
         done = await harness.wait_state(post_id, "published")
@@ -122,8 +144,14 @@ async def test_http_submit_lookup_and_webhooks(harness: Harness, video_3s: Path)
 
     await harness.connect_account("acc-1", "alice")
     video = await harness.put_file("videos/http.mp4", video_3s)
-    body = {"post_id": "http-1", "account_id": "acc-1", "kind": "video", "mode": "direct",
-            "video": {"uri": video.uri}, "privacy_level": "PUBLIC_TO_EVERYONE"}  # fmt: skip
+    body = {
+        "post_id": "http-1",
+        "account_id": "acc-1",
+        "kind": "video",
+        "mode": "direct",
+        "video": {"uri": video.uri},
+        "privacy_level": "PUBLIC_TO_EVERYONE",
+    }
     async with running_service(harness.settings()) as base, aiohttp.ClientSession() as http:
         await harness.sandbox.control.update_app(
             harness.tiktok_app.client_key, webhook_url=f"{base}/v1/webhooks/tiktok"
@@ -146,9 +174,15 @@ async def test_http_submit_lookup_and_webhooks(harness: Harness, video_3s: Path)
         # The sandbox delivered signed webhooks; a forged one is refused, a repeat is dropped.
         deliveries = await wait_for(harness.sandbox.control.webhooks, 20, description="sandbox webhooks")
         assert all(d["attempts"][-1]["status"] == 200 for d in deliveries if d["attempts"]), deliveries
-        hook = json.dumps({"client_key": harness.tiktok_app.client_key, "event": "post.publish.complete",
-                           "create_time": 1, "user_openid": "x",
-                           "content": json.dumps({"publish_id": done.publish_id})}).encode()  # fmt: skip
+        hook = json.dumps(
+            {
+                "client_key": harness.tiktok_app.client_key,
+                "event": "post.publish.complete",
+                "create_time": 1,
+                "user_openid": "x",
+                "content": json.dumps({"publish_id": done.publish_id}),
+            }
+        ).encode()
         async with http.post(
             f"{base}/v1/webhooks/tiktok", data=hook, headers={"TikTok-Signature": "t=1,s=00"}
         ) as r:

@@ -22,9 +22,13 @@ async def _publish_one(
 ) -> tuple[str, str]:
     video = await harness.put_padded_video(f"videos/{post_id}.mp4", video_3s, size)
     await harness.request_post(
-        post_id=post_id, account_id="acc-1", kind="video", mode="direct", video={"uri": video.uri},
+        post_id=post_id,
+        account_id="acc-1",
+        kind="video",
+        mode="direct",
+        video={"uri": video.uri},
         privacy_level="SELF_ONLY",
-    )  # fmt: skip
+    )
     return post_id, video.sha256
 
 
@@ -71,9 +75,10 @@ async def test_expired_upload_url_means_a_new_init_and_one_post(harness: Harness
     async with running_service(harness.settings()):
         post_id, sha = await _publish_one(harness, video_3s, "expiring", size=100 * MIB)
         await harness.wait_event(
-            post_id, lambda e: e.progress is not None and 0 < e.progress.bytes_sent < e.progress.bytes_total,
+            post_id,
+            lambda e: e.progress is not None and 0 < e.progress.bytes_sent < e.progress.bytes_total,
             what="upload under way",
-        )  # fmt: skip
+        )
         await harness.sandbox.control.advance_time(3700)  # the upload URL (1 hour) is now dead
         await harness.sandbox.control.clear_faults()
         await harness.wait_state(post_id, "published", timeout=120)

@@ -66,7 +66,7 @@ async def test_two_replicas_share_fifty_posts(harness: Harness, video_3s: Path) 
                     mode="direct",
                     video={"uri": video.uri},
                     privacy_level="SELF_ONLY",
-                )  # fmt: skip
+                )
                 for i, pid in enumerate(post_ids)
             )
         )

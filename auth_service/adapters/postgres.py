@@ -13,13 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import structlog
+
 from auth_service.adapters.vault import ACCESS, PKCE, REFRESH, Vault, pkce_binding
 from auth_service.domain.account import Account
 from auth_service.domain.oauth_state import StateRecord
+from common.cipher import DecryptionFailed
 from common.db import validate_identifier
 from common.events import AccessTokenData, AccountData, AccountStatus, EventType, encode
 from common.kafka import TOPIC_ACCESS_TOKENS, TOPIC_ACCOUNTS
 from common.outbox import enqueue
+
+log = structlog.get_logger(__name__)
 
 _ACCOUNT_COLUMNS = """
     id, client_key, open_id, status, scopes, display_name, union_id, avatar_url, token_version,
@@ -450,6 +455,26 @@ class Repository:
 
     # ---------------------------------------------------------------- refresh claims
 
+    async def _claims(self, rows: Sequence[Any], owner: str) -> list[Claim]:
+        """Open the claimed rows' refresh tokens; a row that won't open is parked, not retried hot."""
+        claims, unreadable = [], []
+        for row in rows:
+            try:
+                claims.append(self._claim(row))
+            except DecryptionFailed:
+                unreadable.append(row["id"])
+        if unreadable:
+            # A key missing from the ring is an operator's mistake: say so loudly, retry in an hour.
+            log.error("refresh_token_unreadable", account_ids=unreadable[:20], count=len(unreadable))
+            await self._pool.execute(
+                f"UPDATE {self._s}.accounts SET lease_owner = NULL, lease_until = NULL,"
+                " last_error = 'decryption_failed', refresh_due_at = now() + interval '1 hour'"
+                " WHERE id = ANY($1::text[]) AND lease_owner = $2",
+                unreadable,
+                owner,
+            )
+        return claims
+
     def _claim(self, row: Any) -> Claim:
         return Claim(
             account_id=row["id"],
@@ -482,7 +507,7 @@ class Repository:
             limit,
             lease_s,
         )
-        return [self._claim(r) for r in rows]
+        return await self._claims(rows, owner)
 
     async def claim_requested(
         self, account_id: str, owner: str, lease_s: float, seen_version: int | None, min_interval_s: float
@@ -517,7 +542,8 @@ class Repository:
             seen_version,
             min_interval_s,
         )
-        return self._claim(row) if row else None
+        claims = await self._claims([row] if row else [], owner)
+        return claims[0] if claims else None
 
     async def release_for_retry(self, claim: Claim, owner: str, retry_in_s: float, error: str) -> None:
         await self._pool.execute(

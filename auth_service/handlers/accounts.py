@@ -11,7 +11,7 @@ from auth_service.adapters.postgres import Repository
 from auth_service.domain.account import Account, transition
 from auth_service.handlers.ports import TikTokAuth
 from common.errors import NotFound, TransientError
-from common.tiktok.errors import TikTokError, TikTokTransportError
+from common.tiktok.errors import Action, TikTokError, TikTokTransportError
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,7 @@ class Accounts:
         except TikTokTransportError as exc:
             raise TransientError(f"TikTok did not answer: {exc.message}") from exc
         except TikTokError as exc:
-            if exc.retriable and exc.tiktok_code not in ("access_token_invalid", "access_token_expired"):
+            if exc.action is Action.retry:
                 raise TransientError(f"TikTok could not check the token now: {exc.tiktok_code}") from exc
             return TokenStatus(account, False, checked_at, None, exc.tiktok_code, exc.log_id)
         open_id = user.get("open_id")
@@ -89,7 +89,8 @@ class Accounts:
             except TikTokTransportError as exc:
                 raise TransientError(f"TikTok did not answer the revoke: {exc.message}") from exc
             except TikTokError as exc:
-                if exc.retriable:
+                # Only a passing failure (5xx, 429) is worth a retry; a dead token has nothing to revoke.
+                if exc.action is Action.retry:
                     raise TransientError(f"TikTok could not revoke now: {exc.tiktok_code}") from exc
                 revoke_error = exc.tiktok_code
         async with self._repo.transaction(correlation_id) as tx:

@@ -308,3 +308,50 @@ async def test_rotation_race_three_replicas_refresh_each_account_once_per_cycle(
     assert sum(r["ok"] for r in per_replica) == total_refreshes
     assert all(r["retry"] == r["stale"] == r["reauth_required"] == 0 for r in per_replica), per_replica
     print(json.dumps({"accounts": accounts, "refreshes": total_refreshes}))
+
+
+async def test_expired_refresh_token_needs_reauth_without_calling_tiktok(
+    stack, database_url, topic_prefix, short_lived_sandbox
+):
+    sb = short_lived_sandbox
+    async with replicas(stack, database_url, topic_prefix, sb, 1) as (auth,):
+        await seed_accounts(sb, auth.repo, auth.tiktok_app, 1, due_in=3600)
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute("UPDATE auth.accounts SET refresh_expires_at = now(), refresh_due_at = now()")
+        finally:
+            await conn.close()
+        assert await wait_for_value(lambda: _status(database_url), "reauth_required", timeout=15)
+        assert (await db_rows(database_url))[0]["last_error"] == "refresh_token_expired"
+    assert token_calls(await sb.control.call_counts()) == 0
+
+
+async def test_a_ciphertext_under_an_unknown_key_is_parked_not_retried_hot(
+    stack, database_url, topic_prefix, short_lived_sandbox
+):
+    sb = short_lived_sandbox
+    async with replicas(stack, database_url, topic_prefix, sb, 1) as (auth,):
+        seeds = await seed_accounts(sb, auth.repo, auth.tiktok_app, 3, due_in=3600)
+        conn = await asyncpg.connect(database_url)
+        try:
+            # One account's refresh token was written under a key this replica doesn't have.
+            await conn.execute(
+                "UPDATE auth.accounts SET refresh_token_ct = 'v1.gone.AAAA' WHERE id = $1",
+                seeds[0].account_id,
+            )
+            await conn.execute("UPDATE auth.accounts SET refresh_due_at = now()")
+        finally:
+            await conn.close()
+        await wait_for(
+            lambda: _versions_are(database_url, {seeds[1].account_id: 2, seeds[2].account_id: 2}), timeout=15
+        )
+        rows = {r["id"]: r for r in await db_rows(database_url)}
+        parked = rows[seeds[0].account_id]
+        assert parked["last_error"] == "decryption_failed" and parked["lease_owner"] is None
+        assert parked["status"] == "connected" and parked["token_version"] == 1
+        assert (parked["refresh_due_at"] - parked["updated_at"]).total_seconds() > 3000
+
+
+async def _versions_are(database_url, expected: dict[str, int]) -> bool:
+    rows = {r["id"]: r["token_version"] for r in await db_rows(database_url)}
+    return all(rows.get(k) == v for k, v in expected.items())

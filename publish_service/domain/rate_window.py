@@ -37,4 +37,5 @@ def decide(calls: Sequence[float], now: float, limit: int, window_s: float = WIN
         return Decision(True, 0.0)
     # The call that frees a slot is the one `limit` places from the end.
     oldest_blocking = recent[len(recent) - limit]
-    return Decision(False, max(0.0, oldest_blocking + window_s - now))
+    # At least a millisecond: float rounding must never turn a refusal into "wait 0 s".
+    return Decision(False, max(0.001, oldest_blocking + window_s - now))

@@ -135,6 +135,7 @@ class StatusLog:
     events: dict[str, list[PostStatusData]] = field(default_factory=lambda: defaultdict(list))
     dlq: list[tuple[bytes | None, list[tuple[str, bytes]]]] = field(default_factory=list)
     refresh: list[RefreshRequestedData] = field(default_factory=list)
+    occurred_at: dict[tuple[str, int], datetime] = field(default_factory=dict)  # (post_id, seq) -> when
 
     def states(self, post_id: str) -> list[str]:
         return [e.state.value for e in self.events.get(post_id, [])]
@@ -246,7 +247,9 @@ class Harness:
                     for r in records:
                         kind = topics[tp.topic]
                         if kind == "status":
-                            self.log.events[r.key.decode()].append(decode(r.value, PostStatusData).data)
+                            envelope = decode(r.value, PostStatusData)
+                            self.log.events[r.key.decode()].append(envelope.data)
+                            self.log.occurred_at[(r.key.decode(), envelope.data.seq)] = envelope.occurred_at
                         elif kind == "dlq":
                             self.log.dlq.append((r.value, list(r.headers)))
                         else:

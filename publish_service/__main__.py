@@ -1,30 +1,51 @@
-"""``python -m publish_service``: read settings, configure logs, run the app until SIGTERM/SIGINT.
+"""Run publish_service.
 
-aiohttp turns SIGTERM into a graceful exit: the server stops accepting, then the cleanup contexts
-run in reverse: workers stop claiming and checkpoint their uploads after the chunk in flight (within
-SHUTDOWN_DEADLINE_S), offsets are committed, the outbox relay flushes, the pool closes.
+    python -m publish_service            serve HTTP, consume requests, run the workers and the relay
+    python -m publish_service migrate    apply the database migrations and exit
+
+SIGTERM (and Ctrl-C) shut down gracefully: aiohttp stops accepting, then the cleanup contexts run in
+reverse: workers stop claiming and checkpoint their uploads after the chunk in flight (all within
+SHUTDOWN_DEADLINE_S; keep it below Kubernetes' terminationGracePeriodSeconds), request offsets
+already stored are committed, the outbox relay publishes what is left, and the pool closes last.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import sys
 
 import structlog
 from aiohttp import web
 
+from common.db import apply_migrations, create_pool
 from common.errors import ConfigError
 from common.logging import configure_logging
-from publish_service.app import create_app
+from publish_service.app import MIGRATIONS, create_app
 from publish_service.settings import Settings
 
 
-def main() -> int:
+async def _migrate(settings: Settings) -> None:
+    async with create_pool(settings.database_url.get(), min_size=1, max_size=2) as pool:
+        applied = await apply_migrations(pool, settings.schema, MIGRATIONS)
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m publish_service")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the service (the default)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        print(f"publish_service: {exc}", file=sys.stderr)
+        print(f"configuration error: {exc.message}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if args.command == "migrate":
+        asyncio.run(_migrate(settings))
+        return 0
     structlog.get_logger("publish_service").info(
         "publish_service_starting",
         instance=settings.instance_id,

@@ -100,6 +100,15 @@ class WebhookHandler:
                     except LeaseLost:
                         await self.repo.wake(post.post_id)  # a worker holds it; it will fetch the id itself
                     return self._count("post_id")
+            if hook.event == "post.publish.complete" and post.state is PostState.inbox_delivered:
+                # The creator posted the draft from the TikTok app (spec §4.8): the draft is published.
+                try:
+                    await self.repo.transition(
+                        post, PostState.published, owner=None, tiktok_status="PUBLISH_COMPLETE"
+                    )
+                except LeaseLost:
+                    return self._count("stale")
+                return self._count("draft_posted")
             await self.repo.wake(post.post_id)
             return self._count("woken")
 

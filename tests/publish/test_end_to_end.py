@@ -41,26 +41,32 @@ async def test_file_upload_direct_post_is_published_byte_exact(harness: Harness,
     assert len(await harness.sandbox.control.posts()) == 1
 
 
-async def test_draft_goes_to_the_inbox(harness: Harness, video_3s: Path) -> None:
+async def test_draft_goes_to_the_inbox_and_is_published_when_the_creator_posts_it(
+    harness: Harness, video_3s: Path
+) -> None:
     await harness.connect_account("acc-1", "alice")
     video = await harness.put_file("videos/draft.mp4", video_3s)
-    async with running_service(harness.settings()):
+    async with running_service(harness.settings()) as base:
+        await harness.sandbox.control.update_app(
+            harness.tiktok_app.client_key, webhook_url=f"{base}/v1/webhooks/tiktok"
+        )
         post_id = await harness.request_post(
             post_id="draft-1", account_id="acc-1", kind="video", mode="draft", video={"uri": video.uri}
         )
         done = await harness.wait_state(post_id, "inbox_delivered")
+        sandbox_post = await harness.sandbox.control.post(done.publish_id or "")
+        assert sandbox_post["status"] == "SEND_TO_USER_INBOX"
+        assert sandbox_post["sha256"] == video.sha256
+        await harness.sandbox.control.user_posts_draft(done.publish_id or "", "SELF_ONLY")
+        await harness.wait_state(post_id, "published", timeout=30)
     assert harness.log.states(post_id) == [
         "received",
         "validating",
         "uploading",
         "processing",
         "inbox_delivered",
+        "published",
     ]
-    sandbox_post = await harness.sandbox.control.post(done.publish_id or "")
-    assert sandbox_post["post_mode"] in ("MEDIA_UPLOAD", "INBOX", "UPLOAD") or sandbox_post["status"] == (
-        "SEND_TO_USER_INBOX"
-    )
-    assert sandbox_post["sha256"] == video.sha256
 
 
 async def test_photo_post_is_pulled_and_published(harness: Harness, image_jpeg: Path) -> None:

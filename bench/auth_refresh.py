@@ -180,15 +180,22 @@ async def scrape(http: aiohttp.ClientSession, url: str) -> dict[float, float]:
 
 
 async def scenario(
-    replicas: int, accounts: int, target: int, base_env: dict[str, str], database_url: str, logs: Path
+    replicas: int,
+    accounts: int,
+    target: int,
+    base_env: dict[str, str],
+    database_url: str,
+    logs: Path,
+    profile: bool = False,
 ) -> dict[str, Any]:
     ports = [free_port() for _ in range(replicas)]
     async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession(trust_env=False) as http:
         for i, port in enumerate(ports):
             env = {**base_env, "HTTP_PORT": str(port), "AUTH_INSTANCE_ID": f"bench-{replicas}-{i}"}
-            await stack.enter_async_context(
-                process([sys.executable, "-m", "auth_service"], env, logs / f"auth-{replicas}-{i}.log")
-            )
+            command = [sys.executable, "-m", "auth_service"]
+            if profile:
+                command[1:1] = ["-m", "cProfile", "-o", str(logs / f"auth-{replicas}-{i}.prof")]
+            await stack.enter_async_context(process(command, env, logs / f"auth-{replicas}-{i}.log"))
         for port in ports:
             await wait_http(http, f"http://127.0.0.1:{port}/readyz")
         conn = await asyncpg.connect(database_url)
@@ -229,6 +236,7 @@ async def main() -> None:
     parser.add_argument("--replicas", default="1,3")
     parser.add_argument("--concurrency", type=int, default=50, help="refreshes in flight per replica")
     parser.add_argument("--pool", type=int, default=20, help="database connections per replica")
+    parser.add_argument("--profile", action="store_true", help="cProfile each replica into .stack/bench/")
     args = parser.parse_args()
 
     stack = stack_env()
@@ -289,11 +297,14 @@ async def main() -> None:
         target = 1
         for n in (int(x) for x in args.replicas.split(",")):
             target += 1
-            results.append(await scenario(n, args.accounts, target, base_env, database_url, logs))
+            results.append(
+                await scenario(n, args.accounts, target, base_env, database_url, logs, args.profile)
+            )
         await _delete_topics(stack["KAFKA_BOOTSTRAP_SERVERS"], prefix)
 
     print(f"\nauth_service refresh benchmark: {args.accounts} due accounts, sandbox rotation=always,")
-    print(f"{args.concurrency} refreshes in flight per replica, {args.pool} DB connections per replica\n")
+    print(f"{args.concurrency} refreshes in flight per replica, {args.pool} DB connections per replica;")
+    print(f"sandbox, replicas, PostgreSQL and Kafka share this host's {os.cpu_count()} CPUs\n")
     print(f"{'replicas':>8} | {'seconds':>8} | {'accounts/s':>10} | {'p50 ms':>7} | {'p95 ms':>7} | problems")
     print(f"{'-' * 8}-+-{'-' * 8}-+-{'-' * 10}-+-{'-' * 7}-+-{'-' * 7}-+---------")
     for r in results:

@@ -21,11 +21,12 @@ from aiohttp import web
 
 from auth_service.adapters.postgres import Repository
 from auth_service.adapters.refresh_requests import RefreshRequestConsumer
+from auth_service.adapters.tiktok import InstrumentedTikTok
 from auth_service.adapters.vault import Vault
 from auth_service.domain.schedule import Backoff, RefreshPolicy
 from auth_service.handlers.accounts import Accounts
 from auth_service.handlers.connect import ConnectConfig, ConnectFlow
-from auth_service.handlers.refresh import RefreshConfig, Refresher, housekeeping
+from auth_service.handlers.refresh import DB_ERRORS, RefreshConfig, Refresher, housekeeping
 from auth_service.metrics import Metrics
 from auth_service.settings import Settings
 from auth_service.web.keys import ACCOUNTS, CONNECT, SETTINGS
@@ -103,7 +104,8 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _handlers(app: web.Application) -> AsyncIterator[None]:
-    s, repo, tiktok, metrics = app[SETTINGS], app[REPOSITORY], app[TIKTOK], app[METRICS]
+    s, repo, metrics = app[SETTINGS], app[REPOSITORY], app[METRICS]
+    tiktok = InstrumentedTikTok(app[TIKTOK], metrics)
     t = s.refresh
     app[CONNECT] = ConnectFlow(
         repo,
@@ -199,8 +201,22 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     loops.add("outbox-relay", relay_loop, restart_delay=2.0)
     loops.add("refresh-requests", consumer_loop, restart_delay=5.0)
     loops.add("housekeeping", lambda: housekeeping(repo, stopping), restart_delay=60.0)
+    loops.add("outbox-gauge", lambda: _outbox_gauge(app, stopping), restart_delay=10.0)
     async with loops:
         yield
+
+
+async def _outbox_gauge(app: web.Application, stopping: asyncio.Event) -> None:
+    """Keep ``tiktok_outbox_backlog{service="auth"}`` current (every 5 s)."""
+    gauge = app[METRICS].outbox_backlog.labels("auth")
+    relay = app[RELAY]
+    while True:
+        try:
+            gauge.set(await relay.backlog())
+        except DB_ERRORS as exc:
+            log.warning("outbox_backlog_unknown", error=f"{type(exc).__name__}: {exc}")
+        if await sleep_or_stop(stopping, 5.0):
+            return
 
 
 def create_app(settings: Settings) -> web.Application:

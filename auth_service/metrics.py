@@ -1,10 +1,17 @@
-"""Prometheus metrics of one app instance (a registry per app, never a module-level global)."""
+"""Prometheus metrics of one app instance (a registry per app, never a module-level global).
+
+Names follow the project's dashboard and alert contract (deploy/README.md, "Metrics"):
+``tiktok_token_refreshes_total{outcome}``, ``tiktok_api_calls_total{endpoint,result}``,
+``tiktok_api_call_duration_seconds{endpoint}`` and ``tiktok_outbox_backlog{service}``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_SECONDS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2.5, 5, 10, 30)
 
 
 @dataclass(frozen=True)
@@ -14,6 +21,9 @@ class Metrics:
     refresh_seconds: Histogram
     connects: Counter
     refresh_requests: Counter
+    api_calls: Counter
+    api_seconds: Histogram
+    outbox_backlog: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -21,34 +31,16 @@ class Metrics:
         return cls(
             registry=registry,
             refreshes=Counter(
-                "auth_token_refreshes",
+                "tiktok_token_refreshes",
                 "Token refresh attempts by outcome (ok, retry, reauth_required, stale)",
                 ["outcome"],
                 registry=registry,
             ),
             refresh_seconds=Histogram(
-                "auth_token_refresh_seconds",
+                "tiktok_token_refresh_seconds",
                 "Duration of one refresh: the TikTok call and the commit",
                 registry=registry,
-                buckets=(
-                    0.005,
-                    0.01,
-                    0.02,
-                    0.03,
-                    0.05,
-                    0.075,
-                    0.1,
-                    0.15,
-                    0.2,
-                    0.3,
-                    0.5,
-                    0.75,
-                    1,
-                    2.5,
-                    5,
-                    10,
-                    30,
-                ),
+                buckets=_SECONDS,
             ),
             connects=Counter(
                 "auth_oauth_callbacks",
@@ -58,8 +50,27 @@ class Metrics:
             ),
             refresh_requests=Counter(
                 "auth_refresh_requests",
-                "tiktok.token.refresh-requested events by outcome (refreshed, skipped, invalid)",
+                "tiktok.token.refresh-requested events by outcome (refreshed, skipped)",
                 ["outcome"],
+                registry=registry,
+            ),
+            api_calls=Counter(
+                "tiktok_api_calls",
+                "Calls to TikTok by endpoint and result (ok, a TikTok error code, or unreachable)",
+                ["endpoint", "result"],
+                registry=registry,
+            ),
+            api_seconds=Histogram(
+                "tiktok_api_call_duration_seconds",
+                "Duration of calls to TikTok",
+                ["endpoint"],
+                registry=registry,
+                buckets=_SECONDS,
+            ),
+            outbox_backlog=Gauge(
+                "tiktok_outbox_backlog",
+                "Events committed in Postgres and not yet acknowledged by Kafka",
+                ["service"],
                 registry=registry,
             ),
         )

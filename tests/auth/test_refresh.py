@@ -249,7 +249,7 @@ def _refreshes(auth: RunningAuth) -> dict[str, float]:
 
     registry = auth.app[METRICS].registry
     return {
-        outcome: registry.get_sample_value("auth_token_refreshes_total", {"outcome": outcome}) or 0.0
+        outcome: registry.get_sample_value("tiktok_token_refreshes_total", {"outcome": outcome}) or 0.0
         for outcome in ("ok", "retry", "stale", "reauth_required")
     }
 

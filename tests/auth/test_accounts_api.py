@@ -99,5 +99,9 @@ async def test_management_endpoints_need_the_api_key(world):
                 assert r.status == 200, (path, await r.text())
         async with http.get(world.auth.base_url + "/metrics") as r:
             text = await r.text()
-        for name in ("tiktok_token_refreshes", "tiktok_api_calls_total", "tiktok_outbox_backlog{service=\"auth\"}"):
+        for name in (
+            "tiktok_token_refreshes",
+            "tiktok_api_calls_total",
+            'tiktok_outbox_backlog{service="auth"}',
+        ):
             assert name in text, name

@@ -7,6 +7,7 @@
 #   make lint           ruff
 #   make typecheck      mypy (configuration in pyproject.toml)
 #   make compose-check  validate docker-compose.yml without a Docker engine
+#   make deploy-check   render the Kubernetes overlays and validate them offline
 #   make test           everything above, then the test suite against the stack
 #   make test-fast      only pytest, against the running stack (no install, no lint)
 #   make demo           the main job end to end: stack, sandbox, both services, OAuth, a video published
@@ -23,13 +24,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK := scripts/stack/stack.sh
 STACK_ENV := .stack/env
-LINT_PATHS := common auth_service publish_service tiktok_sandbox tiktok_pipeline tests scripts
+LINT_PATHS := common auth_service publish_service tiktok_sandbox tiktok_pipeline tests scripts deploy/tools
 PYTEST_ARGS ?=
 # Stamp: reinstall the Python dependencies only when pyproject.toml changes.
 INSTALL_STAMP := $(VENV)/.installed
 
 .PHONY: help install system-deps python-deps kafka-jars stack-up stack-down stack-status stack-env \
-	lint typecheck compose-check test test-fast clean-stack demo bench
+	lint typecheck compose-check deploy-check test test-fast clean-stack demo bench
 
 help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -77,7 +78,11 @@ compose-check: python-deps
 	compose_bin="$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')"; \
 	"$$compose_bin" -f docker-compose.yml config -q && echo "docker-compose.yml is valid"
 
-test: install stack-up lint typecheck compose-check
+# Builds kustomize and a PromQL checker from the Go module proxy on first use (cached afterwards).
+deploy-check: python-deps
+	scripts/deploy-check.sh
+
+test: install stack-up lint typecheck compose-check deploy-check
 	source $(STACK_ENV) && $(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast:

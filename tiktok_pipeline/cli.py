@@ -43,7 +43,7 @@ from common.kafka import (
 )
 from common.s3 import ObjectStore, parse_s3_uri
 from common.settings import EnvReader
-from tiktok_pipeline.follow import Timeline, follow_post, is_done, status_records
+from tiktok_pipeline.follow import Timeline, follow_post, status_records
 
 console = Console(stderr=True)
 out = Console()
@@ -143,15 +143,16 @@ async def cmd_accounts(s: CliSettings, args: argparse.Namespace) -> int:
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         body = await _auth_get(s, session, "/v1/accounts")
-        accounts = body.get("accounts", body) if isinstance(body, dict) else body
+        accounts = body.get("accounts", []) if isinstance(body, dict) else []
         table = Table("account", "display name", "status", "scopes", "access expires", "live check")
         for account in accounts:
             live = ""
             if args.check:
-                status = await _auth_get(s, session, f"/v1/accounts/{account['account_id']}/token-status")
-                live = "valid" if status.get("valid") else f"invalid ({status.get('error', '')})"
+                status = await _auth_get(s, session, f"/v1/accounts/{account['id']}/token-status")
+                check = status.get("live", {})
+                live = "valid" if check.get("valid") else f"invalid ({check.get('error') or 'unknown'})"
             table.add_row(
-                account["account_id"],
+                account["id"],
                 str(account.get("display_name") or ""),
                 account.get("status", ""),
                 ",".join(account.get("scopes", [])),
@@ -259,7 +260,7 @@ async def _follow(s: CliSettings, post_id: str, within: float) -> int:
 
     with progress:
         timeline = await follow_post(
-            s.kafka, s.topic(TOPIC_POST_STATUS), post_id, within=within, on_event=show, until=is_done
+            s.kafka, s.topic(TOPIC_POST_STATUS), post_id, within=within, on_event=show
         )
     print_timeline(timeline)
     last = timeline.last
@@ -307,28 +308,41 @@ async def cmd_tail(s: CliSettings, args: argparse.Namespace) -> int:
 
 
 async def cmd_replay_dlq(s: CliSettings, args: argparse.Namespace) -> int:
-    """Send dead letters back to ``tiktok.post.requested`` (after the cause was fixed upstream)."""
+    """Send dead letters back to ``tiktok.post.requested`` (after the cause was fixed upstream).
+
+    Only what is on the DLQ when the command starts is replayed: a request that fails again lands on
+    the DLQ behind that mark and waits for the next replay, so a replay can never loop.
+    """
     dlq, target = s.topic(TOPIC_POST_REQUESTED_DLQ), s.topic(TOPIC_POST_REQUESTED)
     replayed = 0
     async with (
         Consumer(s.kafka, [dlq], group_id=f"{s.topic_prefix}tiktok-pipeline-dlq-replay") as consumer,
         Producer(s.kafka, client_id="tiktok-pipeline-dlq-replay") as producer,
     ):
-        while replayed < args.max:
+        assigned = consumer.raw.assignment()
+        marks = await consumer.raw.end_offsets(list(assigned))
+        pending = {tp for tp, end in marks.items() if (await consumer.raw.position(tp)) < end}
+        while pending and replayed < args.max:
             batch = await consumer.getmany(timeout_ms=int(args.idle_exit * 1000), max_records=100)
-            records = [r for rs in batch.values() for r in rs]
-            if not records:
+            if not batch:
                 break
-            for record in records[: args.max - replayed]:
-                headers = [(k, v) for k, v in record.headers if not k.startswith("error-")]
-                reason = dict(record.headers).get("error-code", b"?").decode(errors="replace")
-                if args.dry_run:
-                    out.print(f"would replay offset {record.offset} (was {reason})")
-                else:
-                    await producer.send(target, record.key or b"", record.value, headers)
-                    await consumer.commit(record)  # only after the copy is safely on the topic
-                    out.print(f"replayed offset {record.offset} (was {reason})")
-                replayed += 1
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset >= marks[tp] or replayed >= args.max:
+                        pending.discard(tp)
+                        break
+                    # error_* and source_* describe the failed attempt, not the request
+                    headers = [(k, v) for k, v in record.headers if not k.startswith(("error_", "source_"))]
+                    reason = dict(record.headers).get("error_code", b"?").decode(errors="replace")
+                    if args.dry_run:
+                        out.print(f"would replay {tp.partition}:{record.offset} (was {reason})")
+                    else:
+                        await producer.send(target, record.key or b"", record.value, headers)
+                        await consumer.commit(record)  # only after the copy is safely on the topic
+                        out.print(f"replayed {tp.partition}:{record.offset} (was {reason})")
+                    replayed += 1
+                    if record.offset + 1 >= marks[tp]:
+                        pending.discard(tp)
     out.print(f"{replayed} dead letter(s) {'found' if args.dry_run else 'replayed'}")
     return 0
 

@@ -102,5 +102,8 @@ async def follow_post(
 
 
 def is_done(data: PostStatusData) -> bool:
-    """Terminal, and for a public post also carrying its TikTok post id (or failed/rejected)."""
+    """Terminal, and if published also carrying its TikTok post id.
+
+    Only for public posts: TikTok gives private (SELF_ONLY) posts no public id, ever.
+    """
     return data.state.terminal and (data.state is not PostState.published or bool(data.tiktok_post_ids))

@@ -1,0 +1,215 @@
+"""Every `tiktok-pipeline` command, run as an operator runs it, against the real stack.
+
+One pipeline (sandbox + auth_service + publish_service as real processes) serves the module; each
+command runs as a subprocess with the same environment the services have.
+"""
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+
+import aiohttp
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from common.kafka import TOPIC_POST_REQUESTED, TOPIC_POST_REQUESTED_DLQ, Producer, fetch_topic_config
+from common.settings import EnvReader
+from tests.waiting import wait_for
+from tiktok_pipeline.local import LocalPipeline
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pipeline(stack, tmp_path_factory):
+    local = LocalPipeline(
+        EnvReader({**stack.env(), "S3_BUCKET": "media"}), tmp_path_factory.mktemp("pipeline")
+    )
+    try:
+        await local.start()
+        yield local
+    finally:
+        await local.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def account(pipeline):
+    return await pipeline.connect_creator()
+
+
+def cli(pipeline, *args, extra_env=None, timeout=240):
+    env = {**os.environ, **pipeline.service_env(), "COLUMNS": "200", **(extra_env or {})}
+    result = subprocess.run(
+        [sys.executable, "-m", "tiktok_pipeline.cli", *args],
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    return result.returncode, result.stdout + result.stderr
+
+
+async def test_connect_prints_the_url_that_starts_oauth(pipeline):
+    code, output = cli(pipeline, "connect")
+    assert code == 0, output
+    url = f"{pipeline.auth_url}/v1/connect"
+    assert url in output
+    async with aiohttp.ClientSession() as session, session.get(url, allow_redirects=False) as response:
+        assert response.status == 302
+        location = response.headers["Location"]
+    assert location.startswith(f"{pipeline.sandbox_url}/v2/auth/authorize/?")
+    assert "client_key=sbxdemo" in location and "code_challenge_method=S256" in location
+
+
+async def test_accounts_lists_the_connected_account_with_a_live_check(pipeline, account):
+    code, output = cli(pipeline, "accounts", "--check")
+    assert code == 0, output
+    row = next(line for line in output.splitlines() if account in line)
+    assert "connected" in row and "valid" in row and "invalid" not in row
+
+
+async def test_accounts_without_the_api_key_is_refused_clearly(pipeline, account):
+    code, output = cli(pipeline, "accounts", extra_env={"API_KEY": "wrong-key"})
+    assert code == 2
+    assert "401" in output and "unauthorized" in output
+
+
+async def test_create_topics_is_idempotent_and_compacts_the_token_topics(pipeline):
+    prefix = f"cli{uuid.uuid4().hex[:8]}."
+    code, first = cli(pipeline, "create-topics", "--partitions", "2", extra_env={"TOPIC_PREFIX": prefix})
+    assert code == 0, first
+    assert first.count(": created") == 6
+    code, second = cli(pipeline, "create-topics", "--partitions", "2", extra_env={"TOPIC_PREFIX": prefix})
+    assert code == 0 and second.count(": unchanged") == 6, second
+    for topic in ("tiktok.accounts", "tiktok.access-tokens"):
+        config = await fetch_topic_config(pipeline.kafka, prefix + topic)
+        assert config["cleanup.policy"] == "compact"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def published_post(pipeline, account, tmp_path_factory):
+    video = tmp_path_factory.mktemp("media") / "clip.mp4"
+    process = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=720x1280:rate=30:duration=2",
+        "-pix_fmt", "yuv420p", str(video),
+    )  # fmt: skip
+    assert await process.wait() == 0
+    post_id = f"cli-{uuid.uuid4().hex[:8]}"
+    code, output = await asyncio.to_thread(
+        cli, pipeline, "submit", str(video), "--account", account, "--post-id", post_id,
+        "--caption", "from the CLI #test", "--privacy", "SELF_ONLY", "--follow", "--timeout", "180",
+    )  # fmt: skip
+    return post_id, video, code, output
+
+
+async def test_submit_uploads_a_local_file_and_follows_it_to_published(pipeline, published_post):
+    post_id, video, code, output = published_post
+    assert code == 0, output
+    assert f"submitted post {post_id}" in output and "published" in output
+    async with aiohttp.ClientSession() as session, session.get(f"{pipeline.sandbox_url}/_sandbox/posts") as r:
+        posts = await r.json()
+    digest = hashlib.sha256(video.read_bytes()).hexdigest()
+    matching = [p for p in posts if p["sha256"] == digest]
+    assert len(matching) == 1, posts
+    assert matching[0]["post_info"]["title"] == "from the CLI #test"
+    assert matching[0]["status"] == "PUBLISH_COMPLETE"
+
+
+async def test_submit_refuses_an_invalid_post_and_names_the_field(pipeline, account):
+    code, output = cli(pipeline, "submit", "s3://media/nothing.mp4", "--account", account)
+    assert code == 2
+    assert "privacy_level" in output
+
+
+async def test_follow_prints_the_timeline_of_a_finished_post(pipeline, published_post):
+    post_id = published_post[0]
+    code, output = cli(pipeline, "follow", post_id, "--timeout", "60")
+    assert code == 0, output
+    for state in ("received", "validating", "uploading", "processing", "published"):
+        assert state in output
+
+
+async def test_tail_prints_every_status_event_as_a_json_line(pipeline, published_post):
+    post_id = published_post[0]
+    code, output = cli(pipeline, "tail", "--from-beginning", "--idle-exit", "3")
+    assert code == 0, output
+    events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    mine = [e for e in events if e["post_id"] == post_id]
+    assert [e["seq"] for e in mine] == sorted(e["seq"] for e in mine)
+    assert mine[0]["state"] == "received" and mine[-1]["state"] == "published"
+
+
+async def _records(pipeline, topic):
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(pipeline.prefix + topic, bootstrap_servers=pipeline.kafka,
+                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=2000)
+        return [r for records in batches.values() for r in records]
+    finally:
+        await consumer.stop()
+
+
+async def test_replay_dlq_sends_dead_letters_back_to_the_request_topic(pipeline):
+    bad = b'{"this is": "not a post request", "nonce": "' + uuid.uuid4().hex.encode() + b'"}'
+    async with Producer(pipeline.kafka) as producer:
+        await producer.send(pipeline.prefix + TOPIC_POST_REQUESTED, b"acc-unknown", bad)
+
+    async def dead_letters():
+        return [r for r in await _records(pipeline, TOPIC_POST_REQUESTED_DLQ) if r.value == bad]
+
+    await wait_for(dead_letters, timeout=60, description="the bad request on the DLQ")
+    code, output = cli(pipeline, "replay-dlq", "--dry-run", "--idle-exit", "3")
+    assert code == 0 and "1 dead letter(s) found" in output, output
+    code, output = cli(pipeline, "replay-dlq", "--idle-exit", "3")
+    # Exactly one: the copy that fails again lands on the DLQ behind the mark taken at the start.
+    assert code == 0 and "1 dead letter(s) replayed" in output, output
+    first = re.findall(r"replayed (\d+:\d+)", output)
+    requests = [r for r in await _records(pipeline, TOPIC_POST_REQUESTED) if r.value == bad]
+    assert len(requests) == 2  # the original and the replayed copy, byte for byte
+    await wait_for(
+        lambda: _count(dead_letters, 2), timeout=60, description="the replayed copy dead-lettered again"
+    )
+    code, output = cli(pipeline, "replay-dlq", "--idle-exit", "3")
+    second = re.findall(r"replayed (\d+:\d+)", output)
+    assert code == 0 and len(second) == 1 and second != first, output  # the committed one is not replayed
+
+
+async def _count(fetch, expected):
+    return len(await fetch()) >= expected
+
+
+async def test_migrate_applies_both_services_schemas(pipeline, database_url):
+    code, output = cli(pipeline, "migrate", extra_env={"DATABASE_URL": database_url})
+    assert code == 0, output
+    conn = await asyncpg.connect(database_url)
+    try:
+        for schema in ("auth", "publish"):
+            applied = await conn.fetchval(f"SELECT count(*) FROM {schema}.schema_migrations")
+            assert applied >= 1
+    finally:
+        await conn.close()
+    code, output = cli(pipeline, "migrate", extra_env={"DATABASE_URL": database_url})
+    assert code == 0 and output.count("nothing (up to date)") >= 1, output
+
+
+async def test_rotate_keys_moves_every_ciphertext_to_the_new_key(pipeline, account):
+    # Last in the module: afterwards the running auth_service (old key ring) cannot read the vault.
+    from common.cipher import generate_key
+
+    ring = f"{pipeline.token_keys},k2:{generate_key()}"
+    code, output = cli(pipeline, "rotate-keys", extra_env={"TOKEN_KEYS": ring, "TOKEN_ACTIVE_KEY_ID": "k2"})
+    assert code == 0, output
+    conn = await asyncpg.connect(pipeline.database_url)
+    try:
+        rows = await conn.fetch("SELECT access_token_ct, refresh_token_ct FROM auth.accounts")
+    finally:
+        await conn.close()
+    assert rows
+    for row in rows:
+        assert row["access_token_ct"].startswith("v1.k2.") and row["refresh_token_ct"].startswith("v1.k2.")

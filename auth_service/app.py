@@ -151,6 +151,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
         s.consumer_group,
         app[REFRESHER].on_requested,
         client_id=f"auth-{app[INSTANCE]}",
+        on_lag=lambda topic, partition, lag: app[METRICS].consumer_lag.labels(topic, str(partition)).set(lag),
     )
     try:
         yield

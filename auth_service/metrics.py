@@ -2,7 +2,8 @@
 
 Names follow the project's dashboard and alert contract (deploy/README.md, "Metrics"):
 ``tiktok_token_refreshes_total{outcome}``, ``tiktok_api_calls_total{endpoint,result}``,
-``tiktok_api_call_duration_seconds{endpoint}`` and ``tiktok_outbox_backlog{service}``.
+``tiktok_api_call_duration_seconds{endpoint}``, ``tiktok_outbox_backlog{service}`` and
+``tiktok_consumer_lag{topic,partition}``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Metrics:
     api_calls: Counter
     api_seconds: Histogram
     outbox_backlog: Gauge
+    consumer_lag: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -71,6 +73,12 @@ class Metrics:
                 "tiktok_outbox_backlog",
                 "Events committed in Postgres and not yet acknowledged by Kafka",
                 ["service"],
+                registry=registry,
+            ),
+            consumer_lag=Gauge(
+                "tiktok_consumer_lag",
+                "Records on a partition this replica has not handled yet",
+                ["topic", "partition"],
                 registry=registry,
             ),
         )

@@ -38,6 +38,7 @@ class RefreshRequestConsumer:
         *,
         client_id: str | None = None,
         backoff: Backoff | None = None,
+        on_lag: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self.topic = topic_prefix + TOPIC_TOKEN_REFRESH_REQUESTED
@@ -46,6 +47,7 @@ class RefreshRequestConsumer:
         self._handler = handler
         self._backoff = backoff or Backoff(base_s=0.5, cap_s=30.0)
         self.handled = 0
+        self._on_lag = on_lag
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Consume until ``stopping``; a Kafka outage ends this call (the supervisor restarts it)."""
@@ -56,6 +58,7 @@ class RefreshRequestConsumer:
             client_id=self._client_id,
             max_poll_records=100,
         )
+        done: dict[TopicPartition, int] = {}
         async with consumer:
             log.info("refresh_request_consumer_started", topic=self.topic)
             while not stopping.is_set():
@@ -68,6 +71,18 @@ class RefreshRequestConsumer:
                         offsets[tp] = record.offset + 1
                 if offsets:
                     await consumer.commit_offsets(offsets)
+                    done.update(offsets)
+                self._report_lag(consumer, done)
+
+    def _report_lag(self, consumer: Consumer, done: dict[TopicPartition, int]) -> None:
+        """Records not yet handled per partition: the high watermark minus the next offset to handle."""
+        if self._on_lag is None:
+            return
+        raw = consumer.raw
+        for tp in raw.assignment():
+            highwater = raw.highwater(tp)
+            if highwater is not None and tp in done:
+                self._on_lag(tp.topic, tp.partition, max(0, highwater - done[tp]))
 
     async def _process(self, record: ConsumerRecord[bytes, bytes], stopping: asyncio.Event) -> bool:
         try:

@@ -231,6 +231,8 @@ async def test_refresh_requested_event_refreshes_now_and_storms_collapse(
         )
         assert (await db_rows(database_url))[0]["token_version"] == 2
         assert token_calls(await sb.control.call_counts()) == 1
+        lags = [lag for a in auths for lag in _lags(a)]
+        assert lags and all(lag == 0 for lag in lags)  # tiktok_consumer_lag: all handled
         # A request that saw the current version refreshes again.
         await _request_refresh(
             stack.kafka_bootstrap,
@@ -252,6 +254,17 @@ def _refreshes(auth: RunningAuth) -> dict[str, float]:
         outcome: registry.get_sample_value("tiktok_token_refreshes_total", {"outcome": outcome}) or 0.0
         for outcome in ("ok", "retry", "stale", "reauth_required")
     }
+
+
+def _lags(auth: RunningAuth) -> list[float]:
+    from auth_service.app import METRICS
+
+    return [
+        sample.value
+        for metric in auth.app[METRICS].registry.collect()
+        if metric.name == "tiktok_consumer_lag"
+        for sample in metric.samples
+    ]
 
 
 def _handled(auth: RunningAuth) -> int:

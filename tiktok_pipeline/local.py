@@ -62,6 +62,11 @@ class LocalPipeline:
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
     services: list[Service] = field(default_factory=list)
     database_url: str = ""
+    creators: tuple[str, ...] = (CREATOR,)
+    sandbox_overrides: dict[str, object] = field(default_factory=dict)
+    """Extra SandboxConfig knobs, e.g. ``{"access_token_ttl_s": 60}``."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Extra variables for both services (e.g. tuning), applied after the defaults."""
 
     def __post_init__(self) -> None:
         self.kafka = self.env.string("KAFKA_BOOTSTRAP_SERVERS")
@@ -111,6 +116,7 @@ class LocalPipeline:
             "OAUTH_REDIRECT_URI": f"{self.auth_url}/v1/oauth/callback",
             "CONNECT_SUCCESS_URL": self.success_url,
             "TOKEN_KEYS": self.token_keys,
+            **self.extra_env,
         }
 
     # ------------------------------------------------------------------ processes
@@ -157,7 +163,8 @@ class LocalPipeline:
                     "webhook_url": f"{self.publish_url}/v1/webhooks/tiktok",
                 }
             ],
-            "creators": [{"username": CREATOR, "nickname": "Demo Creator"}],
+            "creators": [{"username": c, "nickname": c.replace("_", " ").title()} for c in self.creators],
+            **self.sandbox_overrides,
         }
         config = self.work / "sandbox.json"
         config.write_text(json.dumps(seed))
@@ -224,7 +231,31 @@ class LocalPipeline:
 
     # ------------------------------------------------------------------ OAuth, as a browser
 
-    async def connect_creator(self, on_consent: object = None) -> str:
+    def service(self, name: str) -> Service:
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL a service (a crash: no shutdown code runs)."""
+        process = self.service(name).process
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    async def restart(self, name: str) -> None:
+        """Start a killed or stopped service again, on the same port, and wait until it is ready."""
+        service = self.service(name)
+        self.services.remove(service)
+        if name == "auth_service":
+            await self.start_auth()
+        elif name == "publish_service":
+            await self.start_publish()
+        else:
+            raise ValueError(f"cannot restart {name}")
+
+    async def connect_creator(self, on_consent: object = None, creator: str = CREATOR) -> str:
         """Walk the real redirect chain as a browser would, clicking Authorize on the consent page."""
         jar = aiohttp.CookieJar(unsafe=True)  # cookies on 127.0.0.1, as a browser keeps them
         timeout = aiohttp.ClientTimeout(total=30)
@@ -252,7 +283,7 @@ class LocalPipeline:
                         on_consent()
                     scopes = re.findall(r'name="scope" value="([^"]+)" checked', body)
                     form = aiohttp.FormData(
-                        [("request_id", match.group(1)), ("creator", CREATOR), ("decision", "authorize")]
+                        [("request_id", match.group(1)), ("creator", creator), ("decision", "authorize")]
                         + [("scope", s) for s in scopes]
                     )
                     method, url = "POST", urljoin(url, "/v2/auth/authorize/")

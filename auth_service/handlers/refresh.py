@@ -98,6 +98,7 @@ class Refresher:
 
         async with asyncio.TaskGroup() as group:
             while not stopping.is_set():
+                free.clear()  # before claiming, so a slot freed meanwhile still wakes the wait below
                 room = self._config.concurrency - in_flight
                 claims: list[Claim] = []
                 if room > 0:
@@ -111,7 +112,6 @@ class Refresher:
                     task.add_done_callback(done)
                 if claims and len(claims) == room:
                     continue  # there may be more due right now
-                free.clear()
                 await _wait_any(stopping, free, self._config.poll_interval_s)
 
     async def _guarded(self, claim: Claim) -> None:

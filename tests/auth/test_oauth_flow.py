@@ -223,3 +223,21 @@ async def test_connect_uses_pkce_for_desktop_apps(stack, database_url, topic_pre
             assert q["code_challenge_method"] == ["S256"] and len(q["code_challenge"][0]) == 64
             async with http.get(auth.base_url + "/v1/connect") as r:
                 assert r.status == 200 and "account_id=" in str(r.url)
+
+
+async def test_reconnecting_an_account_that_needs_reauth_brings_it_back(world):
+    async with _session() as http:
+        account_id = await connect(world, http)
+        conn = await asyncpg.connect(world.database_url)
+        try:
+            await conn.execute("UPDATE auth.accounts SET status = 'reauth_required', refresh_due_at = NULL")
+        finally:
+            await conn.close()
+        assert await connect(world, http) == account_id
+    (row,) = await accounts_rows(world)
+    assert row["status"] == "connected" and row["token_version"] == 2 and row["refresh_due_at"] is not None
+    connected = await wait_for(
+        lambda: len(world.reader.events(TOPIC_ACCOUNTS, EventType.account_connected)) >= 2 or None, timeout=20
+    )
+    assert connected
+    assert [e["data"]["token_version"] for e in world.reader.events(TOPIC_ACCESS_TOKENS)][-1] == 2

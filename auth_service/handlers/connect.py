@@ -44,6 +44,12 @@ class TikTokUnavailable(ConnectRefused):
     title = "TikTok could not be reached"
 
 
+class ConnectConflict(ConnectRefused):
+    code = "connect_conflict"
+    http_status = 409
+    title = "The account changed while it was being connected"
+
+
 @dataclass(frozen=True)
 class ConnectStart:
     authorize_url: str
@@ -184,7 +190,7 @@ class ConnectFlow:
             if existing is not None:
                 account = await tx.reconnect(existing.id, tokens, profile)
             if account is None:
-                raise TikTokUnavailable("the account changed while it was being stored; try again")
+                raise ConnectConflict("the account was removed while it was being stored; connect again")
             await tx.emit_account(EventType.account_connected, account)
             await tx.emit_access_token(account, grant.access_token)
         log.info(

@@ -127,12 +127,16 @@ class KafkaInstance:
                 start_new_session=True,
             )
         deadline = time.monotonic() + self._timeout
-        while not await self.ready():
-            if self._process.poll() is not None:
-                raise RuntimeError(f"Kafka exited during startup; see {self.dir}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Kafka did not answer on {self.bootstrap} within {self._timeout}s")
-            await asyncio.sleep(0.3)
+        try:
+            while not await self.ready():
+                if self._process.poll() is not None:
+                    raise RuntimeError(f"Kafka exited during startup; see {self.log}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Kafka did not answer on {self.bootstrap} within {self._timeout}s")
+                await asyncio.sleep(0.3)
+        except BaseException:
+            await self.stop()  # never leave a half-started broker behind
+            raise
 
     async def ready(self) -> bool:
         from aiokafka.admin import AIOKafkaAdminClient

@@ -142,6 +142,7 @@ async def _tiktok(app: web.Application) -> AsyncIterator[None]:
             s.tiktok_api_base,
             client_key=s.tiktok_client_key,
             client_secret=s.tiktok_client_secret.get(),
+            timeout=s.tiktok_timeout_s,
         )
         yield
 

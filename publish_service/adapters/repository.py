@@ -512,6 +512,17 @@ class Repository:
         record = await self.pool.fetchrow(f"SELECT * FROM {self._t} WHERE publish_id = $1", publish_id)
         return PostRow.from_record(record) if record is not None else None
 
+    async def in_doubt_for(self, open_id: str) -> list[PostRow]:
+        """Posts of the creator with this open_id whose PULL init lost its answer."""
+        records = await self.pool.fetch(
+            f"""
+            SELECT p.* FROM {self._t} p JOIN {self.schema}.accounts a USING (account_id)
+            WHERE a.open_id = $1 AND p.init_in_doubt AND p.publish_id IS NULL AND p.state = 'validating'
+            """,
+            open_id,
+        )
+        return [PostRow.from_record(r) for r in records]
+
     async def wake(self, post_id: str) -> None:
         """Make a post due now (a webhook said something happened)."""
         await self.pool.execute(

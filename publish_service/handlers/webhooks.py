@@ -16,7 +16,7 @@ import structlog
 
 from common.errors import InvalidInput
 from common.events import PostState
-from publish_service.adapters.repository import LeaseLost, Repository
+from publish_service.adapters.repository import LeaseLost, PostRow, Repository
 from publish_service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -81,6 +81,8 @@ class WebhookHandler:
             return self._count("duplicate")
         publish_id = str(hook.content.get("publish_id", ""))
         post = await self.repo.by_publish_id(publish_id) if publish_id else None
+        if post is None and publish_id:
+            post = await self._adopt(hook, publish_id)
         if post is None:
             log.info("webhook_unknown_publish_id", webhook_event=hook.event, publish_id=publish_id)
             return self._count("unknown_post")
@@ -111,6 +113,26 @@ class WebhookHandler:
                 return self._count("draft_posted")
             await self.repo.wake(post.post_id)
             return self._count("woken")
+
+    async def _adopt(self, hook: Webhook, publish_id: str) -> PostRow | None:
+        """A PULL_FROM_URL init whose answer was lost did apply: TikTok now names its publish_id.
+
+        Adopted only when exactly one post of that creator is in doubt; with several, which one it
+        is cannot be told, and they end as ``init_outcome_unknown`` for a person to check.
+        """
+        candidates = await self.repo.in_doubt_for(hook.user_openid)
+        if len(candidates) != 1:
+            if candidates:
+                log.warning("webhook_in_doubt_ambiguous", publish_id=publish_id, candidates=len(candidates))
+            return None
+        post = candidates[0]
+        log.info("pull_init_adopted", post_id=post.post_id, publish_id=publish_id)
+        try:
+            return await self.repo.transition(
+                post, PostState.processing, owner=None, publish_id=publish_id, init_in_doubt=False, polls=0
+            )
+        except LeaseLost:
+            return None
 
     def _count(self, outcome: str) -> str:
         self.metrics.webhooks.labels(outcome).inc()

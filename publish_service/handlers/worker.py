@@ -360,7 +360,7 @@ class Worker:
     async def _init_in_doubt(self, row: PostRow) -> PostRow | None:
         """An earlier PULL init lost its answer. Never repeat it; a webhook may still name it."""
         sent = row.init_sent_at or row.updated_at
-        grace = timedelta(seconds=max(60.0, self.settings.token_wait_s))
+        grace = timedelta(seconds=self.settings.init_doubt_grace_s)
         if _now() - sent < grace:
             raise Defer(10.0, "init_in_doubt")
         raise Failed(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from tests.publish.harness import MIB, Harness, running_service
 from tests.waiting import wait_for
@@ -100,3 +104,81 @@ async def test_expired_token_is_refreshed_through_auth_service(harness: Harness,
         await harness.wait_state(post_id, "published", timeout=90)
     assert len(harness.log.refresh) == 1, "one refresh request per token version"
     await _assert_published_once(harness, {post_id: sha})
+
+
+@contextlib.asynccontextmanager
+async def answer_losing_proxy(target: str, lose_path: str) -> AsyncIterator[str]:
+    """A pass-through to the sandbox that, once, lets TikTok act on ``lose_path`` and then cuts the
+    connection instead of answering: the "applied, but the answer was lost" case."""
+    lost: list[str] = []
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(
+                request.method, f"{target}{request.rel_url}", data=await request.read(), headers=headers
+            ) as upstream,
+        ):
+            body = await upstream.read()
+            status = upstream.status
+        if request.path == lose_path and not lost:
+            lost.append(request.path)
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=499)
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def _lost_pull_init(harness: Harness, video_3s: Path, post_id: str) -> None:
+    video = await harness.put_file(f"videos/{post_id}.mp4", video_3s)
+    await harness.request_post(
+        post_id=post_id,
+        account_id="acc-1",
+        kind="video",
+        mode="direct",
+        transfer="pull_from_url",
+        video={"uri": video.uri},
+        privacy_level="SELF_ONLY",
+    )
+
+
+async def test_pull_init_with_a_lost_answer_is_adopted_from_the_webhook(
+    harness: Harness, video_3s: Path
+) -> None:
+    await harness.connect_account("acc-1", "alice")
+    async with answer_losing_proxy(harness.sandbox.base_url, VIDEO_INIT) as proxy:
+        settings = harness.settings(TIKTOK_API_BASE=proxy, PUBLISH_INIT_DOUBT_GRACE_S="120")
+        async with running_service(settings) as base:
+            await harness.sandbox.control.update_app(
+                harness.tiktok_app.client_key, webhook_url=f"{base}/v1/webhooks/tiktok"
+            )
+            await _lost_pull_init(harness, video_3s, "pull-doubt")
+            done = await harness.wait_state("pull-doubt", "published", timeout=60)
+    posts = await harness.sandbox.control.posts()
+    assert len(posts) == 1, "the init was not repeated"
+    assert posts[0]["publish_id"] == done.publish_id
+
+
+async def test_pull_init_with_a_lost_answer_is_never_repeated(harness: Harness, video_3s: Path) -> None:
+    await harness.connect_account("acc-1", "alice")
+    async with answer_losing_proxy(harness.sandbox.base_url, VIDEO_INIT) as proxy:
+        settings = harness.settings(TIKTOK_API_BASE=proxy, PUBLISH_INIT_DOUBT_GRACE_S="4")
+        async with running_service(settings):  # no webhook URL: nothing names the lost publish_id
+            await _lost_pull_init(harness, video_3s, "pull-lost")
+            failed = await harness.wait_state("pull-lost", "failed", timeout=60)
+    assert failed.error is not None and failed.error.code == "init_outcome_unknown"
+    posts = await harness.sandbox.control.posts()
+    assert len(posts) == 1, "TikTok got exactly one init"
+    assert posts[0]["status"] == "PUBLISH_COMPLETE"  # it was published, and we did not post it twice

@@ -78,7 +78,7 @@ class Refresher:
         self._backoff = backoff
         self._metrics = metrics
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
-        self._slots = asyncio.Semaphore(config.concurrency)
+        self._min_claim = max(1, config.concurrency // 4)
 
     # ---------------------------------------------------------------- the loop
 
@@ -101,7 +101,9 @@ class Refresher:
                 free.clear()  # before claiming, so a slot freed meanwhile still wakes the wait below
                 room = self._config.concurrency - in_flight
                 claims: list[Claim] = []
-                if room > 0:
+                # Claim in batches (a quarter of the slots at least) rather than one query per freed
+                # slot: under load that's 4-10x fewer claim queries for a few slots idle meanwhile.
+                if room > 0 and (room >= self._min_claim or in_flight == 0):
                     try:
                         claims = await self._repo.claim_due(self._config.owner, room, self._config.lease_s)
                     except DB_ERRORS as exc:

@@ -26,7 +26,7 @@ def _salvage_ids(record: ConsumerRecord[bytes, bytes]) -> tuple[str, str, str | 
     account = record.key.decode("utf-8", "replace") if record.key else "unknown"
     try:
         raw = json.loads(record.value or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return fallback, account, None
     if not isinstance(raw, dict):
         return fallback, account, None

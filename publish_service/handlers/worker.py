@@ -35,6 +35,7 @@ from publish_service.adapters.repository import LeaseLost, PostRow, Repository
 from publish_service.domain import backoff, validation
 from publish_service.domain.media import Container, MediaError, image_format, probe_video
 from publish_service.domain.rate_window import Endpoint
+from publish_service.domain.states import is_legal
 from publish_service.domain.validation import Rejected
 from publish_service.metrics import Metrics
 from publish_service.settings import Settings
@@ -153,6 +154,11 @@ class Worker:
             await self.repo.release(new, self.owner, 0.0)
             return None
         except Failed as f:
+            if not is_legal(row.state, PostState.failed):
+                # Watching a published post for its public id, and TikTok refuses further calls.
+                log.info("post_id_watch_ended", code=f.error.code)
+                await self.repo.release(row, self.owner, 0.0, awaiting_post_id=False)
+                return None
             self.metrics.finished.labels("failed").inc()
             log.info("post_failed", code=f.error.code, reason=f.error.message, log_id=f.error.tiktok_log_id)
             latest = await self.repo.get(row.post_id)

@@ -9,10 +9,11 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from common.errors import InvalidInput, NotFound, Unauthorized
-from common.events import EventType, PostRequestedData, encode
+from common.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from common.events import ErrorInfo, EventType, PostRequestedData, PostState, encode
 from common.kafka import TOPIC_POST_REQUESTED
 from common.tiktok.webhooks import BadSignature, verify
+from publish_service.adapters.repository import LeaseLost
 from publish_service.handlers.webhooks import parse_webhook
 from publish_service.keys import PRODUCER, REPO, SETTINGS, WEBHOOKS
 
@@ -24,6 +25,28 @@ async def get_post(request: web.Request) -> web.Response:
     if post is None:
         raise NotFound(f"no post {request.match_info['post_id']!r}")
     return web.json_response(post.public_view())
+
+
+async def cancel_post(request: web.Request) -> web.Response:
+    """Cancel a post TikTok has not heard of yet (received or scheduled); 409 once work has begun."""
+    repo = request.app[REPO]
+    post = await repo.get(request.match_info["post_id"])
+    if post is None:
+        raise NotFound(f"no post {request.match_info['post_id']!r}")
+    if post.state is PostState.cancelled:
+        return web.json_response(post.public_view())
+    if post.state not in (PostState.received, PostState.scheduled):
+        raise Conflict(f"the post is {post.state.value}; only received or scheduled posts can be cancelled")
+    try:
+        cancelled = await repo.transition(
+            post,
+            PostState.cancelled,
+            owner=None,
+            error=ErrorInfo(code="cancelled", message="cancelled by the caller"),
+        )
+    except LeaseLost as exc:
+        raise Conflict("the post started publishing just now; it can no longer be cancelled") from exc
+    return web.json_response(cancelled.public_view())
 
 
 async def submit_post(request: web.Request) -> web.Response:
@@ -71,5 +94,6 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get("/v1/posts/{post_id}", get_post),
         web.post("/v1/posts", submit_post),
+        web.post("/v1/posts/{post_id}/cancel", cancel_post),
         web.post("/v1/webhooks/tiktok", tiktok_webhook),
     ]

@@ -198,3 +198,35 @@ async def test_http_submit_lookup_and_webhooks(harness: Harness, video_3s: Path)
             assert (await r.json())["outcome"] == "woken"
         async with http.post(f"{base}/v1/webhooks/tiktok", data=hook, headers=signed) as r:
             assert (await r.json())["outcome"] == "duplicate"
+
+
+async def test_a_scheduled_post_can_be_cancelled_before_it_starts(harness: Harness, video_3s: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import aiohttp
+
+    from tests.publish.harness import API_KEY
+
+    await harness.connect_account("acc-1", "alice")
+    video = await harness.put_file("videos/cancel.mp4", video_3s)
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    async with running_service(harness.settings()) as base, aiohttp.ClientSession(headers=auth) as http:
+        for post_id in ("later-1", "now-1"):
+            at = datetime.now(UTC) + timedelta(hours=1 if post_id == "later-1" else 0)
+            await harness.request_post(
+                post_id=post_id,
+                account_id="acc-1",
+                kind="video",
+                mode="direct",
+                video={"uri": video.uri},
+                privacy_level="SELF_ONLY",
+                publish_at=at.isoformat(),
+            )
+        await harness.wait_state("later-1", "scheduled")
+        async with http.post(f"{base}/v1/posts/later-1/cancel") as r:
+            assert r.status == 200 and (await r.json())["state"] == "cancelled"
+        await harness.wait_state("later-1", "cancelled")
+        await harness.wait_state("now-1", "published")
+        async with http.post(f"{base}/v1/posts/now-1/cancel") as r:
+            assert r.status == 409
+    assert len(await harness.sandbox.control.posts()) == 1

@@ -86,6 +86,12 @@ class Worker:
     metrics: Metrics
 
     @property
+    def _cap_backoff(self) -> backoff.Backoff:
+        return backoff.Backoff(
+            initial=self.settings.cap_retry_s, factor=2.0, maximum=max(self.settings.cap_retry_s, 6 * 3600.0)
+        )
+
+    @property
     def owner(self) -> str:
         return self.settings.instance_id
 
@@ -239,7 +245,7 @@ class Worker:
                     if failures > backoff.MAX_CAP_ATTEMPTS:
                         raise Failed(_tiktok_error(exc)) from exc
                     raise Defer(
-                        backoff.DAILY_CAP.delay(failures), exc.tiktok_code, failures=failures
+                        self._cap_backoff.delay(failures), exc.tiktok_code, failures=failures
                     ) from exc
                 case _:
                     raise Failed(_tiktok_error(exc)) from exc

@@ -182,3 +182,25 @@ async def test_pull_init_with_a_lost_answer_is_never_repeated(harness: Harness, 
     posts = await harness.sandbox.control.posts()
     assert len(posts) == 1, "TikTok got exactly one init"
     assert posts[0]["status"] == "PUBLISH_COMPLETE"  # it was published, and we did not post it twice
+
+
+async def test_a_daily_cap_is_retried_later_and_a_permanent_error_fails_with_tiktoks_details(
+    harness: Harness, video_3s: Path
+) -> None:
+    await harness.connect_account("acc-1", "alice")
+    await harness.sandbox.control.inject_fault(
+        VIDEO_INIT, count=1, status=403, error_code="spam_risk_too_many_posts", message="daily cap"
+    )
+    async with running_service(harness.settings(PUBLISH_CAP_RETRY_S="2")):
+        capped, sha = await _publish_one(harness, video_3s, "capped", size=6 * MIB)
+        await harness.wait_state(capped, "published", timeout=60)
+        await harness.sandbox.control.inject_fault(
+            VIDEO_INIT, count=1, status=403, error_code="spam_risk_user_banned_from_posting", message="banned"
+        )
+        banned, _ = await _publish_one(harness, video_3s, "banned", size=6 * MIB)
+        failed = await harness.wait_state(banned, "failed", timeout=60)
+    assert failed.error is not None
+    assert failed.error.code == "spam_risk_user_banned_from_posting"
+    assert failed.error.message == "banned" and failed.error.tiktok_log_id
+    assert not failed.error.retryable
+    await _assert_published_once(harness, {capped: sha})

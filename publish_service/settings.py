@@ -38,7 +38,7 @@ class Settings:
     workers: int = 4
     chunk_size: int = DEFAULT_CHUNK
     stream_piece_bytes: int = 256 * 1024
-    lease_s: float = 30.0
+    lease_s: float = 60.0
     claim_idle_s: float = 1.0
     shutdown_deadline_s: float = 20.0
     token_wait_s: float = 120.0  # how long a post waits for a refreshed token before asking again
@@ -90,7 +90,7 @@ class Settings:
             http_port=env.integer("HTTP_PORT", 8082),
             workers=env.integer("PUBLISH_WORKERS", 4),
             chunk_size=chunk,
-            lease_s=env.number("PUBLISH_LEASE_S", 30.0),
+            lease_s=env.number("PUBLISH_LEASE_S", 60.0),
             shutdown_deadline_s=env.number("SHUTDOWN_DEADLINE_S", 20.0),
             token_wait_s=env.number("PUBLISH_TOKEN_WAIT_S", 120.0),
             post_id_watch_s=env.number("PUBLISH_POST_ID_WATCH_S", 24 * 3600.0),
@@ -103,6 +103,9 @@ class Settings:
             init_doubt_grace_s=env.number("PUBLISH_INIT_DOUBT_GRACE_S", 600.0),
         )
         settings.transport_ring()  # fail fast on a malformed key ring
+        if settings.lease_s <= settings.tiktok_timeout_s:
+            # A worker waiting on a slow TikTok call must still hold its lease when the answer comes.
+            raise ConfigError("PUBLISH_LEASE_S must be longer than TIKTOK_TIMEOUT_S")
         if settings.workers < 1:
             raise ConfigError("PUBLISH_WORKERS must be at least 1")
         if not settings.s3_allowed_buckets:

@@ -197,6 +197,7 @@ class Harness:
             "HTTP_PORT": "0",
             "PUBLISH_WORKERS": "4",
             "PUBLISH_LEASE_S": "6",
+            "TIKTOK_TIMEOUT_S": "5",
             "PUBLISH_TOKEN_WAIT_S": "20",
             "KAFKA_PARTITIONS": str(PARTITIONS),
             "LOG_LEVEL": "INFO",

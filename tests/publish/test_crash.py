@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -83,6 +84,15 @@ async def test_sigkill_mid_upload_resumes_and_publishes_once(
     assert posts[0]["sha256"] == video.sha256
     assert posts[0]["size"] == video.size
     assert harness.log.states(post_id).count("published") == 1
+    _assert_no_secrets_logged(harness, tmp_path / "service.log")
+
+
+def _assert_no_secrets_logged(harness: Harness, log_path: Path) -> None:
+    text = log_path.read_text()
+    assert "upload_complete" in text  # the log is really there
+    assert harness.tokens["acc-1"] not in text
+    assert harness.tiktok_app.client_secret not in text
+    assert re.search(r"upload_token=(?!\[redacted\])", text) is None
 
 
 async def test_sigterm_checkpoints_the_upload_and_exits_in_time(

@@ -35,7 +35,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except PipelineError as exc:
         if exc.http_status >= 500:
-            log.warning("request_failed", path=request.path, code=exc.code, error=exc.message)
+            log.warning("request_failed", path=request.path, error_code=exc.code, error=exc.message)
         return web.json_response(error_body(exc.code, exc.message), status=exc.http_status)
     except web.HTTPRequestEntityTooLarge:
         return web.json_response(

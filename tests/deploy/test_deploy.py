@@ -518,6 +518,8 @@ def test_the_build_context_makes_a_complete_wheel(tmp_path: Path) -> None:
             "pip",
             "wheel",
             "--no-deps",
+            # The venv's setuptools builds it, as the image's builder stage would: no registry needed.
+            "--no-build-isolation",
             "--quiet",
             "--wheel-dir",
             str(tmp_path / "w"),

@@ -33,7 +33,7 @@ from common.events import (
     RefreshRequestedData,
     encode,
 )
-from common.outbox import enqueue
+from common.outbox import DEFAULT_MAX_RECORD_BYTES, enqueue
 from publish_service.domain import rate_window
 from publish_service.domain.states import check_transition
 
@@ -354,9 +354,15 @@ class Repository:
         )
         value, event_headers = encode(EventType.post_status, data, correlation_id=correlation_id)
         await enqueue(conn, self.schema, self.topics.status, post_id, value, event_headers)
-        await enqueue(
-            conn, self.schema, self.topics.dlq, key or b"", raw, _dlq_headers(code, message, headers)
-        )
+        dlq_headers = _dlq_headers(code, message, headers)
+        size = len(key or b"") + len(raw or b"") + sum(len(n) + len(v) for n, v in dlq_headers)
+        if raw is not None and size > DEFAULT_MAX_RECORD_BYTES:
+            # A record near the broker's limit cannot be copied with our headers; refusing to would stall
+            # the consumer on it forever. The letter points at the original instead.
+            note = f"; the original ({len(raw)} bytes) is too large to copy: read it at source_topic/offset"
+            dlq_headers = _dlq_headers(code, message + note, [*headers, ("original_size", str(len(raw)).encode())])
+            raw = None
+        await enqueue(conn, self.schema, self.topics.dlq, key or b"", raw, dlq_headers)
 
     # ------------------------------------------------------------------------------ claiming
 
@@ -505,10 +511,14 @@ class Repository:
         )
 
     async def get(self, post_id: str) -> PostRow | None:
+        if "\x00" in post_id:  # no stored id holds one (text cannot), and Postgres refuses the query
+            return None
         record = await self.pool.fetchrow(f"SELECT * FROM {self._t} WHERE post_id = $1", post_id)
         return PostRow.from_record(record) if record is not None else None
 
     async def by_publish_id(self, publish_id: str) -> PostRow | None:
+        if "\x00" in publish_id:
+            return None
         record = await self.pool.fetchrow(f"SELECT * FROM {self._t} WHERE publish_id = $1", publish_id)
         return PostRow.from_record(record) if record is not None else None
 

@@ -8,14 +8,14 @@ next poll; a ``publicly_available`` event carries the public post id, which is e
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from common.errors import InvalidInput
-from common.events import PostState
+from common.events import BadEvent, PostState, parse_json
 from publish_service.adapters.repository import LeaseLost, PostRow, Repository
 from publish_service.metrics import Metrics
 
@@ -51,19 +51,29 @@ class Webhook:
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def parse_webhook(body: bytes) -> Webhook:
+def _loads(text: bytes | str) -> Any:
+    """Untrusted JSON: too deep or holding a NUL (Postgres refuses those) is a 400 with its own code."""
     try:
-        raw = json.loads(body)
-        content = raw.get("content") if isinstance(raw, dict) else None
-        parsed = json.loads(content) if isinstance(content, str) else content
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("the webhook body is not JSON") from exc
+        return parse_json(text)
+    except BadEvent as exc:
+        if exc.code == "not_json":
+            raise InvalidInput("the webhook body is not JSON") from exc
+        raise
+
+
+def parse_webhook(body: bytes) -> Webhook:
+    raw = _loads(body)
+    content = raw.get("content") if isinstance(raw, dict) else None
+    parsed = _loads(content) if isinstance(content, str) else content
     if not isinstance(raw, dict) or not isinstance(parsed, dict):
         raise InvalidInput("the webhook has no content object")
+    create_time = raw.get("create_time") or 0
+    if isinstance(create_time, bool) or not isinstance(create_time, int | float) or not math.isfinite(create_time):
+        raise InvalidInput(f"create_time must be a number of seconds, not {str(create_time)[:40]!r}")
     return Webhook(
         event=str(raw.get("event", "")),
         user_openid=str(raw.get("user_openid", "")),
-        create_time=int(raw.get("create_time") or 0),
+        create_time=int(create_time),
         content=parsed,
     )
 

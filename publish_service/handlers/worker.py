@@ -154,7 +154,7 @@ class Worker:
                     return None
         except Rejected as r:
             self.metrics.finished.labels("rejected").inc()
-            log.info("post_rejected", code=r.code, reason=r.message)
+            log.info("post_rejected", error_code=r.code, reason=r.message)
             error = ErrorInfo(code=r.code, message=r.message)
             new = await self.repo.transition(row, PostState.rejected, owner=self.owner, error=error)
             await self.repo.release(new, self.owner, 0.0)
@@ -166,7 +166,7 @@ class Worker:
                 await self.repo.release(row, self.owner, 0.0, awaiting_post_id=False)
                 return None
             self.metrics.finished.labels("failed").inc()
-            log.info("post_failed", code=f.error.code, reason=f.error.message, log_id=f.error.tiktok_log_id)
+            log.info("post_failed", error_code=f.error.code, reason=f.error.message, log_id=f.error.tiktok_log_id)
             latest = await self.repo.get(row.post_id)
             base = latest if latest is not None and latest.state is row.state else row
             new = await self.repo.transition(base, PostState.failed, owner=self.owner, error=f.error)
@@ -442,6 +442,10 @@ class Worker:
         if row.upload_url_issued_at is not None and _now() - row.upload_url_issued_at > UPLOAD_URL_TTL:
             return await self._upload_url_gone(row, plan, "upload_url_expired")
         offset = row.bytes_acked
+        if offset:
+            log.info(
+                "upload_resumed", publish_id=row.publish_id, bytes_acked=offset, bytes_total=plan.video_size
+            )
         retries = 0
         last_event = time.monotonic() - 1.0
         while offset < plan.video_size:

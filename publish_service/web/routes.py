@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from common.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from common.events import ErrorInfo, EventType, PostRequestedData, PostState, encode
+from common.events import BadEvent, ErrorInfo, EventType, PostRequestedData, PostState, encode, parse_json
 from common.kafka import TOPIC_POST_REQUESTED
 from common.tiktok.webhooks import BadSignature, verify
 from publish_service.adapters.repository import LeaseLost
@@ -52,9 +52,11 @@ async def cancel_post(request: web.Request) -> web.Response:
 async def submit_post(request: web.Request) -> web.Response:
     """Validate a post request and put it on ``tiktok.post.requested``; 202, the rest is asynchronous."""
     try:
-        body = await request.json()
-    except json.JSONDecodeError as exc:
-        raise InvalidInput("the body is not JSON") from exc
+        body = parse_json(await request.read())  # bytes: an invalid charset or encoding is "not JSON"
+    except BadEvent as exc:
+        if exc.code == "not_json":
+            raise InvalidInput("the body is not JSON") from exc
+        raise  # too_deep, a NUL character: a 400 with its own code
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object (the post request's data)")
     try:

@@ -90,6 +90,7 @@ async def test_sigkill_mid_upload_resumes_and_publishes_once(
 def _assert_no_secrets_logged(harness: Harness, log_path: Path) -> None:
     text = log_path.read_text()
     assert "upload_complete" in text  # the log is really there
+    assert "upload_resumed" in text
     assert harness.tokens["acc-1"] not in text
     assert harness.tiktok_app.client_secret not in text
     assert re.search(r"upload_token=(?!\[redacted\])", text) is None

@@ -1,4 +1,4 @@
-# ruff: noqa: T201, S603  (a command-line benchmark: it prints its table and runs our own process)
+# ruff: noqa: T201, ASYNC220, ASYNC240  (a command-line benchmark: prints a table, runs our own process)
 """FILE_UPLOAD throughput and memory of publish_service: one video at a time, several sizes.
 
     python bench/publish_upload.py [--sizes-mb 100,500,1000] [--chunk-mib 10]
@@ -29,8 +29,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-import aiohttp  # noqa: E402
 
 from common.kafka import standard_topics  # noqa: E402
 from tests.conftest import (  # noqa: E402
@@ -123,16 +121,16 @@ async def main(sizes_mb: list[int], chunk_mib: int) -> None:
                 stop.set()
                 peak = await sampler
                 posted = await sandbox.control.post(done.publish_id or "")
-                assert posted["sha256"] == video.sha256, "bytes at the sandbox differ"
+                if posted["sha256"] != video.sha256:
+                    raise SystemExit(f"bytes at the sandbox differ for {size} MB")
                 rows.append((size, seconds, video.size / MB / seconds, peak / 1024))
                 await h.wait_state(post_id, "published", timeout=600)
                 for f in posted["files"]:
                     with contextlib.suppress(OSError):
                         Path(f["path"]).unlink()
             print()
-            print(
-                f"publish_service FILE_UPLOAD, chunk {chunk_mib} MiB, 1 worker; RSS at idle {baseline / 1024:.0f} MiB"
-            )
+            idle = baseline / 1024
+            print(f"publish_service FILE_UPLOAD, chunk {chunk_mib} MiB, 1 worker; RSS at idle {idle:.0f} MiB")
             print(f"{'video MB':>9} {'seconds':>8} {'MB/s':>7} {'peak RSS MiB':>13}")
             for size, seconds, rate, peak_mib in rows:
                 print(f"{size:>9} {seconds:>8.1f} {rate:>7.1f} {peak_mib:>13.0f}")
@@ -143,8 +141,6 @@ async def main(sizes_mb: list[int], chunk_mib: int) -> None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(30)
             await h.stop()
-            async with aiohttp.ClientSession():
-                pass
             await drop_test_database(endpoints.database_url, database_url)
             await _cleanup(endpoints, prefix, bucket, h)
 

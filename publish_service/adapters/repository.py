@@ -360,7 +360,9 @@ class Repository:
             # A record near the broker's limit cannot be copied with our headers; refusing to would stall
             # the consumer on it forever. The letter points at the original instead.
             note = f"; the original ({len(raw)} bytes) is too large to copy: read it at source_topic/offset"
-            dlq_headers = _dlq_headers(code, message + note, [*headers, ("original_size", str(len(raw)).encode())])
+            dlq_headers = _dlq_headers(
+                code, message + note, [*headers, ("original_size", str(len(raw)).encode())]
+            )
             raw = None
         await enqueue(conn, self.schema, self.topics.dlq, key or b"", raw, dlq_headers)
 

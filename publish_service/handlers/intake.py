@@ -65,7 +65,11 @@ class Intake:
         except BadEvent as exc:
             post_id, account_id, correlation = _salvage_ids(record)
             log.warning(
-                "post_request_bad", error_code=exc.code, error=exc.message, post_id=post_id, offset=record.offset
+                "post_request_bad",
+                error_code=exc.code,
+                error=exc.message,
+                post_id=post_id,
+                offset=record.offset,
             )
             self.metrics.requests.labels(exc.code).inc()
             await self.repo.reject_event(

@@ -34,5 +34,9 @@ class StateSync:
         except BadEvent as exc:
             # Not ours to dead-letter (auth_service owns these topics); skip and say so.
             log.warning(
-                "state_event_bad", topic=record.topic, offset=record.offset, code=exc.code, error=exc.message
+                "state_event_bad",
+                topic=record.topic,
+                offset=record.offset,
+                error_code=exc.code,
+                error=exc.message,
             )

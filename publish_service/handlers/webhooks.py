@@ -68,7 +68,11 @@ def parse_webhook(body: bytes) -> Webhook:
     if not isinstance(raw, dict) or not isinstance(parsed, dict):
         raise InvalidInput("the webhook has no content object")
     create_time = raw.get("create_time") or 0
-    if isinstance(create_time, bool) or not isinstance(create_time, int | float) or not math.isfinite(create_time):
+    if (
+        isinstance(create_time, bool)
+        or not isinstance(create_time, int | float)
+        or not math.isfinite(create_time)
+    ):
         raise InvalidInput(f"create_time must be a number of seconds, not {str(create_time)[:40]!r}")
     return Webhook(
         event=str(raw.get("event", "")),

@@ -162,11 +162,13 @@ class Worker:
         except Failed as f:
             if not is_legal(row.state, PostState.failed):
                 # Watching a published post for its public id, and TikTok refuses further calls.
-                log.info("post_id_watch_ended", code=f.error.code)
+                log.info("post_id_watch_ended", error_code=f.error.code)
                 await self.repo.release(row, self.owner, 0.0, awaiting_post_id=False)
                 return None
             self.metrics.finished.labels("failed").inc()
-            log.info("post_failed", error_code=f.error.code, reason=f.error.message, log_id=f.error.tiktok_log_id)
+            log.info(
+                "post_failed", error_code=f.error.code, reason=f.error.message, log_id=f.error.tiktok_log_id
+            )
             latest = await self.repo.get(row.post_id)
             base = latest if latest is not None and latest.state is row.state else row
             new = await self.repo.transition(base, PostState.failed, owner=self.owner, error=f.error)
@@ -220,7 +222,7 @@ class Worker:
             log.warning(
                 "tiktok_error",
                 endpoint=exc.endpoint,
-                code=exc.tiktok_code,
+                error_code=exc.tiktok_code,
                 log_id=exc.log_id,
                 http=exc.status,
             )

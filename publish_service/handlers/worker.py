@@ -108,7 +108,11 @@ class Worker:
             with structlog.contextvars.bound_contextvars(
                 post_id=row.post_id, account_id=row.account_id, correlation_id=row.correlation_id
             ):
-                await self.work(row)
+                self.metrics.busy_workers.inc()
+                try:
+                    await self.work(row)
+                finally:
+                    self.metrics.busy_workers.dec()
 
     async def work(self, row: PostRow) -> None:
         """Drive one claimed post until it waits or ends; never raises (the loop must go on)."""

@@ -34,6 +34,10 @@ MAX_EVENT_BYTES = 256 * 1024
 
 MAX_METADATA_BYTES = 16 * 1024
 
+MAX_JSON_DEPTH = 32
+"""Deeper JSON is refused (``too_deep``): no event needs it, and recursion in the parser, the
+validators and Postgres' jsonb must not be reachable from the outside."""
+
 
 def utf16_len(text: str) -> int:
     """Length in UTF-16 code units, the unit TikTok counts captions in (an emoji is often 2)."""
@@ -53,8 +57,12 @@ _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<k
 
 
 def _check_s3_uri(value: str) -> str:
-    if not _S3_URI.match(value):
+    match = _S3_URI.match(value)
+    if not match:
         raise ValueError("must be an s3://bucket/key URI")
+    if {".", ".."} & set(match["key"].split("/")):
+        # A pull URL is <public base>/<bucket>/<key>: "../" would leave the allowed bucket.
+        raise ValueError("the key must not contain '.' or '..' path segments")
     return value
 
 
@@ -358,6 +366,47 @@ def describe_errors(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+def _shape_problem(raw: Any) -> BadEvent | None:
+    """A BadEvent for JSON nested deeper than MAX_JSON_DEPTH or holding a NUL character (Postgres
+    text and jsonb cannot store one), naming where; None when the value is fine. Iterative."""
+    stack: list[tuple[Any, str, int]] = [(raw, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return BadEvent(
+                f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels (at {path[:200]})",
+                code="too_deep",
+            )
+        if isinstance(value, str):
+            if "\x00" in value:
+                where = path[:200] or "value"
+                return BadEvent(f"{where}: contains a NUL character (\\u0000)", code="wrong_schema")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    where = path[:200] or "object"
+                    return BadEvent(f"{where}: a key contains a NUL character (\\u0000)", code="wrong_schema")
+                stack.append((item, f"{path}.{key}" if path else key, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}.{i}" if path else str(i), depth + 1) for i, item in enumerate(value))
+    return None
+
+
+def parse_json(value: bytes | str) -> Any:
+    """``json.loads`` for untrusted input: :class:`BadEvent` ``not_json``, or ``too_deep`` / ``wrong_schema``
+    (a NUL character) for JSON the services cannot safely hold."""
+    try:
+        raw = json.loads(value)
+    except RecursionError as exc:
+        raise BadEvent(f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels", code="too_deep") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadEvent(f"the record is not JSON: {exc}", code="not_json") from exc
+    problem = _shape_problem(raw)
+    if problem is not None:
+        raise problem
+    return raw
+
+
 def decode(
     value: bytes | None,
     expected: type[D],
@@ -370,14 +419,11 @@ def decode(
         raise BadEvent("the record has no value", code="empty")
     if len(value) > max_bytes:
         raise BadEvent(f"the record is {len(value)} bytes; the limit is {max_bytes}", code="too_large")
-    try:
-        raw = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadEvent(f"the record is not JSON: {exc}", code="not_json") from exc
+    raw = parse_json(value)
     if not isinstance(raw, dict):
         raise BadEvent("the record is JSON but not an object", code="wrong_schema")
     if expected_type is not None and raw.get("type") != expected_type:
-        raise BadEvent(f"type is {raw.get('type')!r}, expected {expected_type!r}", code="wrong_type")
+        raise BadEvent(f"type is {raw.get('type')!r}, expected {str(expected_type)!r}", code="wrong_type")
     if raw.get("version", 1) != 1:
         raise BadEvent(
             f"version {raw.get('version')!r} is not supported (this service reads 1)",

@@ -10,7 +10,7 @@ import structlog
 from auth_service.adapters.postgres import Repository
 from auth_service.domain.account import Account, transition
 from auth_service.handlers.ports import TikTokAuth
-from common.errors import NotFound, TransientError
+from common.errors import InvalidInput, NotFound, TransientError
 from common.tiktok.errors import Action, TikTokError, TikTokTransportError
 
 log = structlog.get_logger(__name__)
@@ -43,10 +43,13 @@ class Accounts:
         self._tiktok = tiktok
 
     async def list(self, *, status: str | None, after: str | None, limit: int) -> list[Account]:
+        if after is not None and "\x00" in after:  # Postgres refuses NUL in text: say so, not 500
+            raise InvalidInput("after must not contain a NUL character")
         return await self._repo.list_accounts(status=status, after=after, limit=limit)
 
     async def get(self, account_id: str) -> Account:
-        account = await self._repo.get(account_id)
+        # No stored id holds a NUL (Postgres text cannot), and the query would fail on it.
+        account = None if "\x00" in account_id else await self._repo.get(account_id)
         if account is None:
             raise AccountNotFound(f"no account {account_id!r}")
         return account

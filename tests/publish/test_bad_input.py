@@ -105,3 +105,18 @@ async def test_same_post_id_twice_is_a_no_op_and_a_different_payload_is_rejected
     assert states.count("received") == 1 and states.count("published") == 1
     assert len(await harness.sandbox.control.posts()) == 1
     assert [dict(h)["error_code"] for _, h in harness.log.dlq] == [b"duplicate_post_id_conflict"]
+
+
+async def test_creator_rules_are_checked_before_any_byte_is_sent(harness: Harness, video_3s: Path) -> None:
+    await harness.sandbox.control.create_creator("shorty", private=True, max_video_post_duration_sec=2)
+    await harness.connect_account("acc-s", "shorty")
+    video = await harness.put_file("videos/3s.mp4", video_3s)
+    base = {"account_id": "acc-s", "kind": "video", "mode": "direct", "video": {"uri": video.uri}}
+    async with running_service(harness.settings()):
+        await harness.request_post(post_id="too-public", **base, privacy_level="PUBLIC_TO_EVERYONE")
+        await harness.request_post(post_id="too-long", **base, privacy_level="SELF_ONLY")
+        public = await harness.wait_state("too-public", "rejected")
+        long = await harness.wait_state("too-long", "rejected")
+    assert public.error is not None and public.error.code == "privacy_level_option_mismatch"
+    assert long.error is not None and long.error.code == "duration_too_long"
+    assert await harness.sandbox.control.posts() == []  # no init, no bytes

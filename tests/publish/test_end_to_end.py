@@ -230,3 +230,36 @@ async def test_a_scheduled_post_can_be_cancelled_before_it_starts(harness: Harne
         async with http.post(f"{base}/v1/posts/now-1/cancel") as r:
             assert r.status == 409
     assert len(await harness.sandbox.control.posts()) == 1
+
+
+async def test_photo_draft_and_pull_video_draft_reach_the_inbox(
+    harness: Harness, image_jpeg: Path, video_3s: Path
+) -> None:
+    await harness.connect_account("acc-1", "alice")
+    photo = await harness.put_file("photos/d.jpg", image_jpeg)
+    video = await harness.put_file("videos/d.mp4", video_3s)
+    async with running_service(harness.settings()):
+        await harness.request_post(
+            post_id="photo-draft",
+            account_id="acc-1",
+            kind="photo",
+            mode="draft",
+            transfer="pull_from_url",
+            photos=[{"uri": photo.uri}],
+            cover_index=0,
+            title="draft photo",
+        )
+        await harness.request_post(
+            post_id="pull-draft",
+            account_id="acc-1",
+            kind="video",
+            mode="draft",
+            transfer="pull_from_url",
+            video={"uri": video.uri},
+        )
+        photo_done = await harness.wait_state("photo-draft", "inbox_delivered")
+        video_done = await harness.wait_state("pull-draft", "inbox_delivered")
+    photo_post = await harness.sandbox.control.post(photo_done.publish_id or "")
+    assert photo_post["post_mode"] == "MEDIA_UPLOAD" and photo_post["files"][0]["sha256"] == photo.sha256
+    video_post = await harness.sandbox.control.post(video_done.publish_id or "")
+    assert video_post["source"] == "PULL_FROM_URL" and video_post["sha256"] == video.sha256

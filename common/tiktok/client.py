@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -120,6 +120,7 @@ class TikTokClient:
         self._upload_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=10.0, sock_read=upload_read_timeout
         )
+        self._write_stall_s = upload_read_timeout
 
     # ------------------------------------------------------------------ transport
 
@@ -382,12 +383,24 @@ class TikTokClient:
             "Content-Length": str(last - first + 1),
             "Content-Range": f"bytes {first}-{last}/{total}",
         }
+        loop = asyncio.get_running_loop()
         try:
-            async with self._session.put(
-                upload_url, data=body, headers=headers, timeout=self._upload_timeout
-            ) as response:
-                await response.read()
-                return PutResult(response.status, response.headers.get("Content-Range"))
+            async with asyncio.timeout(loop.time() + self._write_stall_s) as watchdog:
+
+                async def watched() -> AsyncIterator[bytes]:
+                    # aiohttp's sock_read covers only the answer; nothing bounds the writes, so a
+                    # peer that accepts the connection and stops reading would hold this PUT (and
+                    # its worker) forever. Each piece taken means the one before was written.
+                    async for piece in body:
+                        watchdog.reschedule(loop.time() + self._write_stall_s)
+                        yield piece
+                    watchdog.reschedule(None)  # all written: sock_read bounds the wait for the answer
+
+                async with self._session.put(
+                    upload_url, data=watched(), headers=headers, timeout=self._upload_timeout
+                ) as response:
+                    await response.read()
+                    return PutResult(response.status, response.headers.get("Content-Range"))
         except aiohttp.ClientConnectorError as exc:
             raise TikTokTransportError(
                 f"cannot connect: {exc.os_error}", maybe_applied=False, endpoint="upload"

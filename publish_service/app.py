@@ -143,6 +143,7 @@ async def _tiktok(app: web.Application) -> AsyncIterator[None]:
             client_key=s.tiktok_client_key,
             client_secret=s.tiktok_client_secret.get(),
             timeout=s.tiktok_timeout_s,
+            upload_read_timeout=s.upload_stall_timeout_s,
         )
         yield
 

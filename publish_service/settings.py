@@ -51,6 +51,7 @@ class Settings:
     init_doubt_grace_s: float = 600.0  # how long a lost PULL init waits for a webhook naming it
     cap_retry_s: float = 900.0  # first retry after a daily cap (spam_risk_too_many_posts …), doubling
     tiktok_timeout_s: float = 30.0  # per API call; an init without an answer in time is "in doubt"
+    upload_stall_timeout_s: float = 120.0  # a chunk PUT whose socket neither reads nor writes this long
     rate_window_s: float = 60.0  # TikTok's per-token window; a test sandbox may use a shorter one
 
     @property
@@ -99,6 +100,7 @@ class Settings:
             kafka_partitions=env.integer("KAFKA_PARTITIONS", 6),
             rate_window_s=env.number("TIKTOK_RATE_WINDOW_S", 60.0),
             tiktok_timeout_s=env.number("TIKTOK_TIMEOUT_S", 30.0),
+            upload_stall_timeout_s=env.number("PUBLISH_UPLOAD_STALL_TIMEOUT_S", 120.0),
             cap_retry_s=env.number("PUBLISH_CAP_RETRY_S", 900.0),
             init_doubt_grace_s=env.number("PUBLISH_INIT_DOUBT_GRACE_S", 600.0),
         )

@@ -23,6 +23,8 @@ _SECRET_KEY = re.compile(
     r"authorization|api_key|upload_token|signature|cookie|set_cookie|state)$",
     re.IGNORECASE,
 )
+# Named like a secret ("…_code") but what an operator must read: a stable error code.
+_PUBLIC_KEYS = frozenset({"error_code", "status_code", "http_code"})
 _TOKEN_LIKE = re.compile(r"\b(?:act|rft|clt)\.[A-Za-z0-9._~\-*]+(?:![0-9]+)?")
 _URL_SECRET_PARAM = re.compile(
     r"((?:^|[?&])(?:code|state|upload_token|access_token|refresh_token|client_secret|token)=)[^&\s\"']+",
@@ -48,16 +50,17 @@ def redact_text(text: str) -> str:
     return _URL_SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text)
 
 
+def _secret_key(key: object) -> bool:
+    return isinstance(key, str) and key.lower() not in _PUBLIC_KEYS and bool(_SECRET_KEY.search(key))
+
+
 def _redact(value: Any, depth: int = 0) -> Any:
     if depth > 8:
         return value
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
-        return {
-            k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) and v else _redact(v, depth + 1))
-            for k, v in value.items()
-        }
+        return {k: (REDACTED if _secret_key(k) and v else _redact(v, depth + 1)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_redact(v, depth + 1) for v in value)
     if isinstance(value, bytes | bytearray):

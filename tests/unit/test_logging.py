@@ -28,3 +28,10 @@ def test_tokens_and_secrets_are_redacted(capsys):
 
 def test_redact_text_keeps_ordinary_words():
     assert redact_text("published post p-1 for account a1") == "published post p-1 for account a1"
+
+
+def test_error_codes_stay_readable_while_codes_are_redacted():
+    from common.logging import redact_processor
+
+    out = redact_processor(None, "info", {"error_code": "wrong_schema", "code": "abc*0!6", "auth_code": "x1"})
+    assert out == {"error_code": "wrong_schema", "code": "[redacted]", "auth_code": "[redacted]"}

@@ -66,6 +66,7 @@ class Store:
         self.client_tokens: dict[str, tuple[str, float]] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.codes: dict[str, AuthCode] = {}
+        self.code_verifiers: list[str] = []  # every PKCE verifier a client sent (for leak tests)
         self.pending_auth: dict[str, PendingAuthorization] = {}
         self.posts: dict[str, Post] = {}
         self.uploads: dict[str, Post] = {}
@@ -187,6 +188,8 @@ class Store:
                 "invalid_grant", "Redirect_uri is not matched with the uri when requesting code."
             )
         verifier = form.get("code_verifier")
+        if verifier:
+            self.code_verifiers.append(verifier)
         needs_pkce = app.seed.app_type == "desktop" or not self.config.web_ignores_code_verifier
         lenient = self.config.pkce_encodings == "hex+base64url"
         if (

@@ -273,6 +273,21 @@ async def webhooks(request: web.Request) -> web.Response:
     return web.json_response([d.as_dict() for d in request.app[WEBHOOKS].deliveries])
 
 
+async def issued_secrets(request: web.Request) -> web.Response:
+    """Test-only: every secret this sandbox issued or was sent, so a test can look for leaks."""
+    store = request.app[STORE]
+    return web.json_response(
+        {
+            "access_tokens": sorted(store.access_tokens),
+            "refresh_tokens": sorted(store.refresh_tokens),
+            "authorization_codes": sorted(store.codes),
+            "client_tokens": sorted(store.client_tokens),
+            "client_secrets": sorted(a.seed.client_secret for a in store.apps.values()),
+            "code_verifiers": sorted(set(store.code_verifiers)),
+        }
+    )
+
+
 async def reset(request: web.Request) -> web.Response:
     store = request.app[STORE]
     request.app[PULLER].abort_all()
@@ -318,4 +333,5 @@ def routes() -> list[web.RouteDef]:
         web.delete(f"{p}/calls", clear_calls),
         web.get(f"{p}/events", events),
         web.get(f"{p}/webhooks", webhooks),
+        web.get(f"{p}/secrets", issued_secrets),
     ]

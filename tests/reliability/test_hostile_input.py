@@ -870,6 +870,19 @@ async def test_services_are_healthy_and_logged_no_crash(run: Run, http) -> None:
     assert not crashes, "\n".join(crashes[:20])
 
 
+async def test_rejections_are_logged_with_their_code(run: Run) -> None:
+    log = (run.pipeline.work / "publish_service.log").read_text(errors="replace")
+    for code in (
+        "not_json",
+        "too_deep",
+        "wrong_schema",
+        "unknown_account",
+        "wrong_format",
+        "duration_too_long",
+    ):
+        assert f'"error_code": "{code}"' in log, f"no log line names {code}"
+
+
 async def test_corpus_is_large_and_varied() -> None:
     ids = [c.id for c in CASES] + ["record_at_broker_limit"] + [c.id for c in HTTP_CASES]
     assert len(ids) == len(set(ids)) and len(ids) >= 50

@@ -8,6 +8,7 @@ nothing about internals.
 from __future__ import annotations
 
 import hmac
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -53,9 +54,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.json_response(error_body("internal_error", "internal error"), status=500)
 
 
+_CORRELATION_ID = re.compile(r"^[\x21-\x7e]{1,200}$")  # what events carry (≤ 200) and logs show safely
+
+
 @web.middleware
 async def correlation_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    correlation_id = request.headers.get("X-Correlation-Id") or uuid.uuid4().hex
+    given = request.headers.get("X-Correlation-Id")
+    if given and not _CORRELATION_ID.match(given):
+        # Refused here, before any work: events cannot carry it, and a 500 after a TikTok call is worse.
+        message = "X-Correlation-Id must be 1 to 200 visible ASCII characters"
+        return web.json_response(error_body("invalid_correlation_id", message), status=400)
+    correlation_id = given or uuid.uuid4().hex
     with structlog.contextvars.bound_contextvars(correlation_id=correlation_id, path=request.path):
         response = await handler(request)
     response.headers["X-Correlation-Id"] = correlation_id

@@ -26,7 +26,14 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 
-from common.kafka import TOPIC_POST_REQUESTED, TOPIC_POST_REQUESTED_DLQ, TOPIC_POST_STATUS
+from common.kafka import (
+    TOPIC_ACCESS_TOKENS,
+    TOPIC_ACCOUNTS,
+    TOPIC_POST_REQUESTED,
+    TOPIC_POST_REQUESTED_DLQ,
+    TOPIC_POST_STATUS,
+    TOPIC_TOKEN_REFRESH_REQUESTED,
+)
 from common.settings import EnvReader
 from common.tiktok.webhooks import sign
 from tests.reliability.hostile_cases import CASES, EMOJI, SQL, KafkaCase, Media, envelope
@@ -247,6 +254,20 @@ async def run(pipeline, tmp_path_factory) -> Run:
             extra={"topic": topic},
         )
         sent[limit_case.id] = Sent(limit_case, account_id.encode(), value, meta.partition, meta.offset)
+        # The topics other services write: a broken or hostile producer must not stop their readers.
+        deep = b'{"type": "x", "data": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+        nul_account = {"account_id": "acc\x00", "open_id": "o", "status": "connected"}
+        for name, value in [
+            (TOPIC_ACCOUNTS, deep),
+            (TOPIC_ACCOUNTS, json.dumps(envelope(nul_account, type="tiktok.account.connected")).encode()),
+            (TOPIC_ACCESS_TOKENS, b"{not json"),
+            (TOPIC_TOKEN_REFRESH_REQUESTED, deep),
+            (
+                TOPIC_TOKEN_REFRESH_REQUESTED,
+                json.dumps(envelope({"account_id": "a\x00", "reason": "x"})).encode(),
+            ),
+        ]:
+            await producer.send_and_wait(pipeline.prefix + name, value, key=b"hostile-state")
         # Behind all of them, on the account's partition: a valid post.
         good = f"good-{uuid.uuid4().hex[:8]}"
         data = {
@@ -515,6 +536,37 @@ HTTP_CASES = [
         "invalid_input",
         "Extra inputs are not permitted",
         json_body=_post(owner="admin"),
+    ),
+    HttpCase(
+        "posts_long_correlation_id",
+        "publish",
+        "POST",
+        "/v1/posts",
+        400,
+        "invalid_correlation_id",
+        "1 to 200 visible ASCII characters",
+        json_body=_post(),
+        headers={"X-Correlation-Id": "c" * 300},
+    ),
+    HttpCase(
+        "callback_long_correlation_id",
+        "auth",
+        "GET",
+        "/v1/oauth/callback?code=x&state=y",
+        400,
+        "invalid_correlation_id",
+        "1 to 200 visible ASCII characters",
+        headers={"X-Correlation-Id": "c" * 300},
+    ),
+    HttpCase(
+        "delete_account_long_correlation_id",
+        "auth",
+        "DELETE",
+        "/v1/accounts/acc_nobody",
+        400,
+        "invalid_correlation_id",
+        "1 to 200 visible ASCII characters",
+        headers={"X-Correlation-Id": "c" * 300},
     ),
     HttpCase("get_post_unknown", "publish", "GET", "/v1/posts/nope", 404, "not_found", "no post 'nope'"),
     HttpCase(
@@ -870,13 +922,26 @@ async def test_services_are_healthy_and_logged_no_crash(run: Run, http) -> None:
     assert not crashes, "\n".join(crashes[:20])
 
 
+async def test_hostile_records_on_the_state_topics_are_skipped_and_named(run: Run, http) -> None:
+    p = run.pipeline
+    for base in (p.auth_url, p.publish_url):
+        async with http.get(f"{base}/readyz") as r:
+            assert r.status == 200, await r.text()
+    publish_log = (p.work / "publish_service.log").read_text(errors="replace")
+    auth_log = (p.work / "auth_service.log").read_text(errors="replace")
+    skipped = [json.loads(line) for line in publish_log.splitlines() if '"state_event_bad"' in line]
+    assert {e["error_code"] for e in skipped} == {"too_deep", "wrong_schema", "not_json"}, skipped
+    invalid = [json.loads(line) for line in auth_log.splitlines() if '"refresh_request_invalid"' in line]
+    assert {e["error_code"] for e in invalid} == {"too_deep", "wrong_schema"}, invalid
+
+
 async def test_rejections_are_logged_with_their_code(run: Run) -> None:
     log = (run.pipeline.work / "publish_service.log").read_text(errors="replace")
     for code in (
         "not_json",
         "too_deep",
         "wrong_schema",
-        "unknown_account",
+        "too_large",
         "wrong_format",
         "duration_too_long",
     ):

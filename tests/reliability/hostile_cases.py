@@ -55,6 +55,8 @@ class KafkaCase:
     post_id: str | None = None
     """The post_id the status event carries; None: ``unparseable:<topic>:<partition>:<offset>``."""
     dlq: bool = True
+    state: str = "rejected"
+    """``failed`` for what only TikTok can refuse (then there is no dead letter: the request was valid)."""
     accepted: bool = False
     expect_caption: str | None = None
     notes: str = ""
@@ -465,6 +467,17 @@ CASES: list[KafkaCase] = [
         "wrong_schema",
         "must be an s3://bucket/key URI",
         post_id="s3-host",
+    ),
+    KafkaCase(
+        "pull_url_outside_verified_prefix",
+        "allow-list",
+        lambda m: as_record(m, envelope(video_post(m, "pull-unverified", transfer="pull_from_url"))),
+        "url_ownership_unverified",
+        "not under a verified domain or URL prefix",
+        post_id="pull-unverified",
+        state="failed",
+        dlq=False,
+        notes="MEDIA_PUBLIC_BASE_URL is https://media.invalid/pub, which TikTok has not verified",
     ),
     KafkaCase(
         "path_traversal_key",

@@ -4,8 +4,8 @@ One pipeline (the sandbox and both services as real processes) does real work: t
 (PKCE), a replayed callback, a video published through ``POST /v1/posts``, access tokens that live
 10 s (so auth_service refreshes them, once through a TikTok 5xx), a live token-status check and a
 disconnect (revoke). Then every line of every process log, every record on every topic of the run's
-prefix (key, value, headers) and every response our HTTP clients got from the services (status,
-headers, body) is searched for every secret the sandbox issued or was sent (access and refresh
+prefix (key, value, headers), every response our HTTP clients got from the services (status,
+headers, body) and every row of both services' schemas (before and after the disconnect) is searched for every secret the sandbox issued or was sent (access and refresh
 tokens, authorization codes, PKCE verifiers, client secrets: ``GET /_sandbox/secrets``) and for the
 configured client secret, API key, key rings and S3 secret: raw, URL-encoded and JSON-escaped.
 
@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus, urljoin
 
 import aiohttp
+import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
@@ -182,6 +183,27 @@ async def _all_records(p: LocalPipeline) -> list[Any]:
     return records
 
 
+async def _all_rows(database_url: str) -> dict[str, str]:
+    """Every row of every table of both services' schemas, as text (tokens must be encrypted at rest)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        tables = await conn.fetch(
+            "SELECT table_schema, table_name FROM information_schema.tables"
+            " WHERE table_schema IN ('auth', 'publish') AND table_type = 'BASE TABLE'"
+        )
+        dumped = {}
+        for t in tables:
+            name = f"{t['table_schema']}.{t['table_name']}"
+            rows = await conn.fetch(f'SELECT * FROM "{t["table_schema"]}"."{t["table_name"]}"')
+            dumped[name] = "\n".join(
+                " ".join(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in r.values())
+                for r in rows
+            )
+        return dumped
+    finally:
+        await conn.close()
+
+
 async def _json(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Any:
     async with session.request(method, url, **kwargs) as r:
         body = await r.json()
@@ -255,6 +277,7 @@ async def run(stack, tmp_path_factory) -> Any:
                 await _json(http, "GET", f"{base}/readyz")
                 async with http.get(f"{base}/metrics") as r:
                     await r.read()
+            rows_connected = await _all_rows(p.database_url)  # the vault still holds the tokens
             gone = await _json(http, "DELETE", f"{p.auth_url}/v1/accounts/{account}", headers=auth)
             assert gone["revoked"] is True, gone
             async with aiohttp.ClientSession() as control:
@@ -265,6 +288,7 @@ async def run(stack, tmp_path_factory) -> Any:
             return records if any(b"tiktok.account.disconnected" in (r.value or b"") for r in records) else []
 
         records = await wait_for(disconnect_announced, timeout=30, description="the disconnect on Kafka")
+        rows = await _all_rows(p.database_url)
     finally:
         await p.stop()  # the logs are complete only once the processes have exited
 
@@ -282,10 +306,14 @@ async def run(stack, tmp_path_factory) -> Any:
         text = f"{r.key!r} {(r.value or b'').decode('utf-8', 'replace')} {r.headers!r}"
         sources[f"kafka {r.topic}[{r.partition}]@{r.offset} #{i}"] = text
     sources["http responses"] = "\n".join(recorder.texts)
+    for when, dump in (("connected", rows_connected), ("end", rows)):
+        for table, text in dump.items():
+            sources[f"database {table} ({when})"] = text
     counts = {
         "log lines": sum(s.count("\n") for k, s in sources.items() if k.startswith("log ")),
         "kafka records": len(records),
         "http response parts": len(recorder.texts),
+        "database tables": len(rows),
     }
     return Run(p, secrets, issued, sources, counts)
 
@@ -299,7 +327,7 @@ async def test_the_run_did_real_work_and_the_scan_covers_it(run: Run) -> None:
     assert len(issued["refresh_tokens"]) >= 3 and len(issued["authorization_codes"]) >= 2
     assert len(issued["code_verifiers"]) >= 2 and issued["client_secrets"] == [run.pipeline.client_secret]
     assert run.counts["log lines"] > 40 and run.counts["kafka records"] > 10, run.counts
-    assert run.counts["http response parts"] > 20, run.counts
+    assert run.counts["http response parts"] > 20 and run.counts["database tables"] >= 8, run.counts
     logs = "\n".join(t for k, t in run.sources.items() if k.startswith("log "))
     for event in ("token_refreshed", "refresh_failed_will_retry", "connect_refused", "post_published"):
         assert event in logs, f"the run logged no {event}"

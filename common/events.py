@@ -140,6 +140,11 @@ class PostRequestedData(_Frozen):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("must carry a timezone (RFC 3339, e.g. 2026-11-22T10:00:00Z)")
+        if value is not None:
+            try:  # 9999-12-31T23:59:59-14:00 is year 10000 in UTC: Postgres (asyncpg) cannot store it
+                value.astimezone(UTC)
+            except OverflowError:
+                raise ValueError("is out of range once converted to UTC") from None
         return value
 
     @field_validator("metadata")

@@ -285,6 +285,14 @@ CASES: list[KafkaCase] = [
         post_id="naive-at",
     ),
     KafkaCase(
+        "publish_at_out_of_range_in_utc",
+        "wrong types",
+        data_case("far-at", publish_at="9999-12-31T23:59:59-14:00"),
+        "wrong_schema",
+        "data.publish_at: is out of range once converted to UTC",
+        post_id="far-at",
+    ),
+    KafkaCase(
         "publish_at_garbage",
         "wrong types",
         data_case("garbage-at", publish_at="tomorrow-ish"),

@@ -45,6 +45,9 @@ log = structlog.get_logger(__name__)
 # What a lost or restarting PostgreSQL looks like through asyncpg.
 DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
+# The longest pause between tries to store a refreshed token pair while PostgreSQL is away.
+COMMIT_RETRY_MAX_S = 2.0
+
 # Codes for which retrying the same refresh token can't help: the grant is gone.
 _REAUTH_CODES = frozenset({"invalid_grant"})
 
@@ -58,6 +61,7 @@ class RefreshConfig:
     poll_interval_s: float
     request_min_interval_s: float
     commit_attempts: int = 5
+    """At least this many tries to store a refreshed token pair; more while the lease lasts."""
 
 
 class Refresher:
@@ -162,6 +166,7 @@ class Refresher:
     async def _refresh(self, claim: Claim, correlation_id: str | None) -> str:
         if claim.refresh_expired:
             return await self._require_reauth(claim, "refresh_token_expired", correlation_id)
+        call_started = time.monotonic()
         try:
             async with asyncio.timeout(self._config.call_timeout_s):
                 grant = await self._tiktok.refresh(claim.refresh_token)
@@ -187,8 +192,12 @@ class Refresher:
             refresh_in=self._policy.delay(grant.expires_in, self._rng),
         )
         # TikTok has rotated the refresh token: losing this commit would lose the account, so a
-        # database hiccup is retried for a while with the result kept in memory.
-        for attempt in range(1, self._config.commit_attempts + 1):
+        # database outage is retried with the result kept in memory for as long as the lease keeps
+        # other replicas off the account (a Postgres restart or failover outlasts a few quick tries).
+        commit_until = call_started + self._config.lease_s - self._config.call_timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 async with self._repo.transaction(correlation_id) as tx:
                     account = await tx.store_refresh(claim, tokens)
@@ -198,10 +207,13 @@ class Refresher:
                     await tx.emit_account(EventType.account_refreshed, account)
                     await tx.emit_access_token(account, grant.access_token)
             except DB_ERRORS as exc:
-                if attempt == self._config.commit_attempts:
+                left = commit_until - time.monotonic()
+                if attempt >= self._config.commit_attempts and left <= 0:
                     log.exception("refresh_commit_failed", error=f"{type(exc).__name__}: {exc}")
                     raise
-                await asyncio.sleep(self._backoff.delay(attempt, self._rng) / 4)
+                pause = min(self._backoff.delay(attempt, self._rng) / 4, COMMIT_RETRY_MAX_S)
+                log.warning("refresh_commit_retrying", attempt=attempt, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(min(pause, left) if left > 0 else pause)
             else:
                 log.info(
                     "token_refreshed",
@@ -210,7 +222,6 @@ class Refresher:
                     next_refresh_in=round(tokens.refresh_in),
                 )
                 return "ok"
-        raise AssertionError("unreachable")
 
     async def _retry(self, claim: Claim, error: str) -> str:
         delay = self._backoff.delay(claim.refresh_failures + 1, self._rng)

@@ -7,12 +7,13 @@ Put it between a client and a server (``upstream``); switch its behaviour at any
         proxy.cut(after=(64_000, 4_000_000), probability=0.3, rng=random.Random(7))
                                                # a new connection is cut (RST) once that many bytes passed
         proxy.stall()                          # new connections are accepted and never answered; open ones
-                                               # stop forwarding (a black hole: nothing read, nothing sent)
+                                               # stop forwarding (what clients send is read and dropped)
         proxy.pass_through()                   # back to normal for new connections
 
 A stalled connection stays stalled after ``pass_through()``: only the client giving up ends it, which
-is what a test of client timeouts must see (``stalled_closed_by_client`` counts those, and
-``stall_durations_s`` says how long each client waited). A stalled connection reads and drops what
+is what a test of client timeouts must see (``stalled_closed_by_client`` counts the stalled
+connections that carried a request and were then closed by the client, ``stall_durations_s`` how
+long each client waited after its last byte). A stalled connection reads and drops what
 the client sends, as a hung server whose kernel still accepts bytes.
 """
 
@@ -161,14 +162,20 @@ class FaultyProxy:
             up_writer.transport.abort()
 
     async def _hold(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
-        """A hung server: read and drop whatever comes, answer nothing, until the client gives up."""
+        """A hung server: read and drop whatever comes, answer nothing, until the client gives up.
+
+        How long the client waited counts from the last byte it sent (its request, or the rest of
+        a chunk caught mid-stream) to its close; idle keep-alive connections that send nothing
+        are not client timeouts and are left out."""
         self.stats.stalled += 1
         conn.stalled_since = time.monotonic()
+        last_sent: float | None = None
         with contextlib.suppress(ConnectionError, OSError):
             while await reader.read(65536):
-                pass
-        self.stats.stalled_closed_by_client += 1
-        self.stats.stall_durations_s.append(time.monotonic() - conn.stalled_since)
+                last_sent = time.monotonic()
+        if last_sent is not None:
+            self.stats.stalled_closed_by_client += 1
+            self.stats.stall_durations_s.append(time.monotonic() - last_sent)
 
     async def _pipe(
         self,

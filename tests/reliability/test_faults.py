@@ -46,6 +46,7 @@ from common.tiktok.errors import TikTokTransportError
 from tests.auth.kafka_instance import KafkaInstance
 from tests.publish.harness import make_video
 from tests.reliability.pg_instance import PgInstance
+from tests.reliability.proxy import FaultyProxy
 from tests.waiting import wait_for
 from tiktok_pipeline.local import LocalPipeline
 
@@ -197,7 +198,11 @@ class Run:
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             ends = await consumer.end_offsets(parts)
-            while any(await consumer.position(tp) < ends[tp] for tp in parts):
+
+            async def behind() -> bool:
+                return any([await consumer.position(tp) < ends[tp] for tp in parts])
+
+            while await behind():
                 batch = await consumer.getmany(timeout_ms=1000)
                 for records in batch.values():
                     for r in records:
@@ -421,7 +426,7 @@ async def test_no_post_lost_or_doubled_while_processes_and_servers_die(stack, de
         large_slots = set(rng.sample(range(n_posts), n_large))
         for i in range(n_posts):
             video = rng.choice(large) if i in large_slots else rng.choice(small)
-            publish_at = now + timedelta(seconds=rng.uniform(0, 60)) if rng.random() < 0.5 else None
+            publish_at = now + timedelta(seconds=rng.uniform(0, 100)) if rng.random() < 0.5 else None
             await run.submit(f"fp-{i:03d}", accounts[i % len(accounts)], video, publish_at)
         await run.producer.stop()
         run.producer = None
@@ -536,3 +541,158 @@ async def test_a_chunk_put_to_a_peer_that_stops_reading_times_out() -> None:
             writer.transport.abort()
         server.close()
         await server.wait_closed()
+
+
+async def _post_progress(pipeline: LocalPipeline, post_id: str) -> dict[str, Any] | None:
+    headers = {"Authorization": f"Bearer {pipeline.api_key}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        http.get(f"{pipeline.publish_url}/v1/posts/{post_id}") as r,
+    ):
+        return await r.json() if r.status == 200 else None
+
+
+@pytest.mark.timeout(600)
+async def test_latency_cuts_and_a_stalled_tiktok_end_in_one_post_each(stack, workdir):
+    rng = random.Random(SEED + 1)
+    n_posts = 60 if SOAK else 24
+    small_paths, large_paths = media_files([1 * MIB, 2 * MIB, 7 * MIB // 2, 6 * MIB], [70 * MIB])
+    api_timeout_s, stall_timeout_s = 4.0, 6.0
+    pipeline = LocalPipeline(
+        EnvReader({**stack.env(), "S3_BUCKET": "media"}),
+        workdir / "pipeline",
+        creators=tuple(c["username"] for c in creators(2)),
+        sandbox_overrides=base_sandbox(2),
+        extra_env={
+            **BASE_ENV,
+            "TIKTOK_TIMEOUT_S": str(api_timeout_s),
+            "PUBLISH_UPLOAD_STALL_TIMEOUT_S": str(stall_timeout_s),
+        },
+    )
+    pipeline.work.mkdir()
+    run = Run(pipeline, stack.kafka_bootstrap)
+    proxy = FaultyProxy("127.0.0.1", int(pipeline.sandbox_url.rsplit(":", 1)[1]))
+    await proxy.start()
+    # Every call to TikTok goes through the proxy, the upload PUTs too (upload_url's base).
+    pipeline.extra_env["TIKTOK_API_BASE"] = proxy.url
+    pipeline.sandbox_overrides["public_base_url"] = proxy.url
+    started = time.monotonic()
+    print(f"\nnetwork fault seed {SEED} (FAULTS_SEED={SEED} replays it); logs in {workdir}")
+    try:
+        await pipeline.start()
+        small = [await _upload_once(pipeline, p) for p in small_paths]
+        large = [await _upload_once(pipeline, p) for p in large_paths]
+        for c in creators(2):
+            run.accounts[await pipeline.connect_creator(creator=c["username"])] = c["username"]
+        accounts = sorted(run.accounts)
+        run.producer = Producer(stack.kafka_bootstrap)
+        await run.producer.start()
+
+        # Phase 1: every piece delayed, a third of the connections reset somewhere mid-stream.
+        proxy.latency(0.03)
+        proxy.cut(after=(500, 12 * MIB), probability=0.35, rng=rng)
+        for i in range(n_posts):
+            video = large[0] if i % 12 == 5 else rng.choice(small)
+            await run.submit(f"np-{i:03d}", accounts[i % 2], video, None)
+        await run.wait_all_terminal(timeout=300)
+        cuts = proxy.stats.cuts
+        assert cuts > 0, "the proxy cut nothing: phase 1 proved nothing"
+
+        # Phase 2: TikTok hangs (accepts, never answers) while a 70 MB upload is under way.
+        proxy.pass_through()
+        await run.submit("stall-large", accounts[0], large[0], None)
+
+        async def uploading() -> bool:
+            post = await _post_progress(pipeline, "stall-large")
+            return bool(post and post["state"] == "uploading" and (post["progress"] or {}).get("bytes_sent"))
+
+        await wait_for(uploading, 120, 0.05, description="the 70 MB post mid-upload")
+        proxy.stall()
+        stall_began = time.monotonic()
+        for i in range(3):
+            await run.submit(f"stall-{i}", accounts[1], small[i], None)
+
+        async def gave_up() -> bool:
+            return proxy.stats.stalled_closed_by_client >= 3
+
+        # Every stalled call ends on the client's own timeout, not on ours.
+        await wait_for(gave_up, 60, 0.1, description="the services giving up on stalled calls")
+        held = proxy.stats.stall_durations_s[:]
+        proxy.pass_through()
+        stall_s = time.monotonic() - stall_began
+        states = await run.wait_all_terminal(timeout=240)
+        verdict = await verify(run, states, LIMITS)
+    finally:
+        if run.producer is not None:
+            await run.producer.stop()
+        await pipeline.stop()
+        await proxy.stop()
+    summary = {
+        "seed": SEED,
+        "connections": proxy.stats.connections,
+        "cuts": cuts,
+        "stalled_connections": proxy.stats.stalled,
+        "stalled_given_up_by_client": len(held),
+        "longest_stalled_wait_s": round(max(held), 1),
+        "stall_s": round(stall_s, 1),
+        **verdict.as_dict(),
+        "run_s": round(time.monotonic() - started, 1),
+    }
+    print("NETWORK FAULTS SUMMARY " + json.dumps(summary, sort_keys=True))
+    _record("network", summary)
+    # A client never waited on a hung TikTok much longer than its own timeouts.
+    assert max(held) < max(api_timeout_s, stall_timeout_s) + 5, held
+    assert_guarantees(verdict)
+
+
+# ------------------------------------------------------------------------------------ auth and Postgres
+
+
+@pytest.mark.timeout(180)
+async def test_a_refresh_answered_while_postgres_is_down_is_stored_once_it_is_back(stack, workdir):
+    """TikTok rotates the refresh token when it answers: if auth_service then cannot commit the new
+    pair, the account is lost for good (the old refresh token is dead). A Postgres restart longer
+    than a few quick retries must not do that: the answer is kept and committed when it returns."""
+    async with PgInstance() as pg:
+        pipeline = LocalPipeline(
+            EnvReader({**stack.env(), "DATABASE_URL": pg.url, "S3_BUCKET": "media"}),
+            workdir / "pipeline",
+            creators=("creator0",),
+            sandbox_overrides={**base_sandbox(1), "access_token_ttl_s": 16},
+            extra_env={**BASE_ENV, "AUTH_REFRESH_LEASE_S": "40"},
+        )
+        pipeline.work.mkdir()
+        try:
+            await pipeline.start()
+            account = await pipeline.connect_creator(creator="creator0")
+            before = await _token_calls(pipeline)
+            # The next refresh reaches TikTok and is answered 1.5 s later; Postgres is gone by then.
+            await _sandbox_post(
+                pipeline, "/_sandbox/faults", {"endpoint": "/v2/oauth/token/", "latency_ms": 1500, "count": 1}
+            )
+
+            async def refreshing() -> bool:
+                return await _token_calls(pipeline) > before
+
+            await wait_for(refreshing, 30, 0.02, description="the first refresh under way")
+            await pg.stop("immediate")
+            await asyncio.sleep(10)  # the outage: longer than the old five quick commit tries
+            await pg.start()
+            run = Run(pipeline, stack.kafka_bootstrap)
+
+            async def refreshed() -> dict[str, Any] | None:
+                headers = {"Authorization": f"Bearer {pipeline.api_key}"}
+                async with (
+                    aiohttp.ClientSession(headers=headers) as http,
+                    http.get(f"{pipeline.auth_url}/v1/accounts/{account}") as r,
+                ):
+                    body = await r.json() if r.status == 200 else None
+                return (
+                    body if body and (body["status"] != "connected" or body["token_version"] >= 2) else None
+                )
+
+            body = await wait_for(refreshed, 60, 0.2, ignore=(aiohttp.ClientError,))
+            assert body["status"] == "connected", body
+            assert await run.accounts_status() == {account: "connected"}
+        finally:
+            await pipeline.stop()

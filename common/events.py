@@ -404,7 +404,7 @@ def parse_json(value: bytes | str) -> Any:
         raw = json.loads(value)
     except RecursionError as exc:
         raise BadEvent(f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels", code="too_deep") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
         raise BadEvent(f"the record is not JSON: {exc}", code="not_json") from exc
     problem = _shape_problem(raw)
     if problem is not None:

@@ -153,6 +153,15 @@ CASES: list[KafkaCase] = [
         "not JSON",
     ),
     KafkaCase(
+        "integer_of_5000_digits",
+        "huge fields",
+        lambda m: Built(
+            m.account_id.encode(), b'{"type": "tiktok.post.requested", "version": ' + b"1" * 5000 + b"}"
+        ),
+        "not_json",
+        "exceeds the limit (4300 digits)",
+    ),
+    KafkaCase(
         "json_array",
         "wrong types",
         raw(b'[{"type": "tiktok.post.requested"}]'),

@@ -5,9 +5,10 @@ One pipeline (the sandbox and both services as real processes) does real work: t
 10 s (so auth_service refreshes them, once through a TikTok 5xx), a live token-status check and a
 disconnect (revoke). Then every line of every process log, every record on every topic of the run's
 prefix (key, value, headers), every response our HTTP clients got from the services (status,
-headers, body) and every row of both services' schemas (before and after the disconnect) is searched for every secret the sandbox issued or was sent (access and refresh
-tokens, authorization codes, PKCE verifiers, client secrets: ``GET /_sandbox/secrets``) and for the
-configured client secret, API key, key rings and S3 secret: raw, URL-encoded and JSON-escaped.
+headers, body) and every row of both services' schemas (before and after the disconnect) is
+searched for every secret the sandbox issued or was sent (access and refresh tokens, authorization
+codes, PKCE verifiers, client secrets: ``GET /_sandbox/secrets``) and for the configured client
+secret, API key, key rings and S3 secret: raw, URL-encoded, JSON-escaped and base64.
 
 ``tests/auth/test_no_secrets.py`` does the same for auth_service alone, in process; this one covers
 the whole system as deployed, including publish_service and the sandbox's own log.

@@ -67,7 +67,7 @@ class FaultyProxy:
         self._delay = 0.0
         self._cut = None
         self._stalling = False
-        self._stall_begun = asyncio.Event()
+        self._stall_begun.clear()  # the same event: open connections still wait on it
 
     def latency(self, seconds: float) -> None:
         self._delay = seconds

@@ -2,7 +2,7 @@
 
 1. Process and server faults: 100 posts (4 creators; 1-6 MB videos and a few 70 MB ones in
    several chunks) while publish_service is SIGKILLed at random moments, auth_service is SIGKILLed
-   in the middle of token refreshes (40 s access tokens), a dedicated Kafka broker is stopped and
+   in the middle of token refreshes (60 s access tokens), a dedicated Kafka broker is stopped and
    started, and a dedicated PostgreSQL is crashed and started. Afterwards: every post terminal; each
    published post at the sandbox exactly once with the source's bytes; every state change on the
    status topic (seq 1..n per post, ending in the terminal state); no account lost; TikTok's
@@ -328,6 +328,19 @@ def assert_guarantees(verdict: Verdict) -> None:
     assert not verdict.failed, f"posts failed: {verdict.failed}"
 
 
+def log_counts(log: Path, events: tuple[str, ...]) -> dict[str, int]:
+    """How often each event name appears in a service's JSON log (what the faults made it do)."""
+    counts = dict.fromkeys(events, 0)
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line).get("event")
+        except ValueError:
+            continue
+        if event in counts:
+            counts[event] += 1
+    return counts
+
+
 def creators(n: int) -> list[dict[str, Any]]:
     return [
         {"username": f"creator{i}", "nickname": f"Creator {i}", "daily_post_cap": 10_000} for i in range(n)
@@ -351,7 +364,7 @@ BASE_ENV = {
     "PUBLISH_TOKEN_WAIT_S": "15",
     "AUTH_REFRESH_POLL_INTERVAL_S": "1",
     "AUTH_REFRESH_CALL_TIMEOUT_S": "5",
-    "AUTH_REFRESH_LEASE_S": "10",
+    "AUTH_REFRESH_LEASE_S": "20",  # a refresh answered during a Postgres outage is kept 15 s
     "AUTH_REFRESH_BACKOFF_BASE_S": "1",
     "AUTH_REFRESH_BACKOFF_CAP_S": "5",
     "AUTH_REFRESH_REQUEST_MIN_INTERVAL_S": "5",
@@ -401,7 +414,7 @@ async def test_no_post_lost_or_doubled_while_processes_and_servers_die(stack, de
         EnvReader(env),
         workdir / "pipeline",
         creators=tuple(c["username"] for c in creators(4)),
-        sandbox_overrides={**base_sandbox(4), "access_token_ttl_s": 40},
+        sandbox_overrides={**base_sandbox(4), "access_token_ttl_s": 60},
         extra_env=BASE_ENV,
     )
     pipeline.work.mkdir()
@@ -446,11 +459,16 @@ async def test_no_post_lost_or_doubled_while_processes_and_servers_die(stack, de
         if run.producer is not None:
             await run.producer.stop()
         await pipeline.stop()
+    recovery = log_counts(
+        pipeline.work / "publish_service.log",
+        ("upload_resumed", "upload_resync", "upload_reinit", "post_lease_lost", "post_step_crashed"),
+    )
     summary = {
         "seed": SEED,
         "faults": dict(faults),
         "faults_total": sum(faults.values()),
         **verdict.as_dict(),
+        "publish_service_recovery": recovery,
         "faults_over_s": round(fault_end, 1),
         "run_s": round(time.monotonic() - started, 1),
     }
@@ -482,7 +500,7 @@ async def inject(kind: str, run: Run, kafka: KafkaInstance, pg: PgInstance, rng:
         async def refreshing() -> bool:
             return await _token_calls(pipeline) > before
 
-        # Refreshes come every ~20 s per account (40 s tokens, refreshed at half life).
+        # Refreshes come every ~30 s per account (60 s tokens, refreshed at half life).
         await wait_for(refreshing, 60, 0.05, description="a token refresh under way")
         await pipeline.kill("auth_service")
         await pipeline.restart("auth_service")
@@ -590,7 +608,8 @@ async def test_latency_cuts_and_a_stalled_tiktok_end_in_one_post_each(stack, wor
 
         # Phase 1: every piece delayed, a third of the connections reset somewhere mid-stream.
         proxy.latency(0.03)
-        proxy.cut(after=(500, 12 * MIB), probability=0.35, rng=rng)
+        # Connections are kept alive and carry many calls: most get cut, and so do their successors.
+        proxy.cut(after=(500, 12 * MIB), probability=0.8, rng=rng)
         for i in range(n_posts):
             video = large[0] if i % 12 == 5 else rng.choice(small)
             await run.submit(f"np-{i:03d}", accounts[i % 2], video, None)
@@ -598,8 +617,10 @@ async def test_latency_cuts_and_a_stalled_tiktok_end_in_one_post_each(stack, wor
         cuts = proxy.stats.cuts
         assert cuts > 0, "the proxy cut nothing: phase 1 proved nothing"
 
-        # Phase 2: TikTok hangs (accepts, never answers) while a 70 MB upload is under way.
+        # Phase 2: TikTok hangs (accepts, never answers) while a 70 MB upload is under way (the
+        # latency stays, so the upload lasts long enough to be caught in the middle).
         proxy.pass_through()
+        proxy.latency(0.03)
         await run.submit("stall-large", accounts[0], large[0], None)
 
         async def uploading() -> bool:
@@ -613,7 +634,9 @@ async def test_latency_cuts_and_a_stalled_tiktok_end_in_one_post_each(stack, wor
             await run.submit(f"stall-{i}", accounts[1], small[i], None)
 
         async def gave_up() -> bool:
-            return proxy.stats.stalled_closed_by_client >= 3
+            waits = proxy.stats.stall_durations_s
+            # API calls give up after TIKTOK_TIMEOUT_S, the chunk PUT after the stall timeout.
+            return len(waits) >= 3 and max(waits) >= stall_timeout_s - 1
 
         # Every stalled call ends on the client's own timeout, not on ours.
         await wait_for(gave_up, 60, 0.1, description="the services giving up on stalled calls")
@@ -636,6 +659,9 @@ async def test_latency_cuts_and_a_stalled_tiktok_end_in_one_post_each(stack, wor
         "longest_stalled_wait_s": round(max(held), 1),
         "stall_s": round(stall_s, 1),
         **verdict.as_dict(),
+        "publish_service_recovery": log_counts(
+            pipeline.work / "publish_service.log", ("chunk_interrupted", "upload_resync", "post_deferred")
+        ),
         "run_s": round(time.monotonic() - started, 1),
     }
     print("NETWORK FAULTS SUMMARY " + json.dumps(summary, sort_keys=True))

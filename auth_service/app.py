@@ -21,7 +21,6 @@ from aiohttp import web
 
 from auth_service.adapters.postgres import Repository
 from auth_service.adapters.refresh_requests import RefreshRequestConsumer
-from auth_service.adapters.tiktok import InstrumentedTikTok
 from auth_service.adapters.vault import Vault
 from auth_service.domain.schedule import Backoff, RefreshPolicy
 from auth_service.handlers.accounts import Accounts
@@ -99,13 +98,14 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
             client_key=s.tiktok_client_key,
             client_secret=s.tiktok_client_secret.get(),
             timeout=s.refresh.call_timeout_s,
+            observer=app[METRICS].shared.observe_call,
         )
         yield
 
 
 async def _handlers(app: web.Application) -> AsyncIterator[None]:
     s, repo, metrics = app[SETTINGS], app[REPOSITORY], app[METRICS]
-    tiktok = InstrumentedTikTok(app[TIKTOK], metrics)
+    tiktok = app[TIKTOK]
     t = s.refresh
     app[CONNECT] = ConnectFlow(
         repo,
@@ -151,7 +151,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
         s.consumer_group,
         app[REFRESHER].on_requested,
         client_id=f"auth-{app[INSTANCE]}",
-        on_lag=lambda topic, partition, lag: app[METRICS].consumer_lag.labels(topic, str(partition)).set(lag),
+        on_lag=app[METRICS].shared.set_lag,
     )
     try:
         yield

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from common.metrics import SharedMetrics
+
 _SECONDS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2.5, 5, 10, 30)
 
 
@@ -26,10 +28,12 @@ class Metrics:
     api_seconds: Histogram
     outbox_backlog: Gauge
     consumer_lag: Gauge
+    shared: SharedMetrics
 
     @classmethod
     def create(cls) -> Metrics:
         registry = CollectorRegistry()
+        shared = SharedMetrics.create(registry)  # the names both services export alike
         return cls(
             registry=registry,
             refreshes=Counter(
@@ -56,29 +60,9 @@ class Metrics:
                 ["outcome"],
                 registry=registry,
             ),
-            api_calls=Counter(
-                "tiktok_api_calls",
-                "Calls to TikTok by endpoint and result (ok, a TikTok error code, or unreachable)",
-                ["endpoint", "result"],
-                registry=registry,
-            ),
-            api_seconds=Histogram(
-                "tiktok_api_call_duration_seconds",
-                "Duration of calls to TikTok",
-                ["endpoint"],
-                registry=registry,
-                buckets=_SECONDS,
-            ),
-            outbox_backlog=Gauge(
-                "tiktok_outbox_backlog",
-                "Events committed in Postgres and not yet acknowledged by Kafka",
-                ["service"],
-                registry=registry,
-            ),
-            consumer_lag=Gauge(
-                "tiktok_consumer_lag",
-                "Records on a partition this replica has not handled yet",
-                ["topic", "partition"],
-                registry=registry,
-            ),
+            api_calls=shared.api_calls,
+            api_seconds=shared.api_seconds,
+            outbox_backlog=shared.outbox_backlog,
+            consumer_lag=shared.consumer_lag,
+            shared=shared,
         )

@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import structlog
 from aiohttp import web
 
 from common.cipher import TokenCipher
 from common.db import apply_migrations, create_pool
+from common.events import PostState
 from common.kafka import (
     TOPIC_ACCESS_TOKENS,
     TOPIC_ACCOUNTS,
@@ -33,7 +35,7 @@ from common.kafka import (
 from common.logging import register_secret
 from common.outbox import OutboxRelay
 from common.s3 import ObjectStore
-from common.tasks import BackgroundLoops
+from common.tasks import BackgroundLoops, sleep_or_stop
 from common.tiktok.client import TikTokClient
 from common.web import add_health_routes, api_key_middleware, correlation_middleware, error_middleware
 from publish_service.adapters.kafka_state import FullTopicReader
@@ -83,6 +85,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
                 requested=settings.topic(TOPIC_POST_REQUESTED),
             ),
             rate_window_s=settings.rate_window_s,
+            on_transition=lambda state: app[METRICS].posts.labels(state).inc(),
         )
         yield
     finally:
@@ -144,6 +147,7 @@ async def _tiktok(app: web.Application) -> AsyncIterator[None]:
             client_secret=s.tiktok_client_secret.get(),
             timeout=s.tiktok_timeout_s,
             upload_read_timeout=s.upload_stall_timeout_s,
+            observer=app[METRICS].shared.observe_call,
         )
         yield
 
@@ -195,8 +199,26 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
                 for tp, records in batch.items():
                     await intake.handle_batch(records)
                     await consumer.commit_offsets({tp: records[-1].offset + 1})
+                    highwater = consumer.raw.highwater(tp)
+                    if highwater is not None:
+                        metrics.shared.set_lag(tp.topic, tp.partition, highwater - records[-1].offset - 1)
+
+    async def gauges() -> None:
+        """``tiktok_posts_in_state`` and ``tiktok_outbox_backlog{service="publish"}``, every 5 s."""
+        backlog = metrics.shared.outbox_backlog.labels("publish")
+        while not loops.stopping.is_set():
+            try:
+                counts = await repo.count_by_state()
+                for state in PostState:
+                    metrics.posts_in_state.labels(state.value).set(counts.get(state.value, 0))
+                backlog.set(await repo.outbox_backlog())
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("gauges_unknown", error=f"{type(exc).__name__}: {exc}")
+            if await sleep_or_stop(loops.stopping, 5.0):
+                return
 
     loops.add("state_topics", read_state, restart_delay=2.0)
+    loops.add("gauges", gauges, restart_delay=5.0)
     loops.add("intake", consume_requests, restart_delay=2.0)
     for n in range(settings.workers):
         loops.add(f"worker-{n}", lambda n=n: worker.run(n), restart_delay=1.0)  # type: ignore[misc]

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from common.metrics import SharedMetrics
+
 
 @dataclass
 class Metrics:
@@ -35,10 +37,19 @@ class Metrics:
         self.reinits = Counter(
             "publish_reinits_total", "New inits after an upload URL stopped working", registry=r
         )
-        self.chunk_retries = Counter(
-            "publish_chunk_retries_total", "Chunk PUT retries by cause", ["cause"], registry=r
+        # The dashboard's names (deploy/grafana): shared with auth_service where the concept is shared.
+        self.shared = SharedMetrics.create(r)
+        self.posts = Counter(
+            "tiktok_posts", "Posts moving into each state (every transition)", ["state"], registry=r
         )
-        self.bytes_sent = Counter("publish_bytes_sent_total", "Video bytes TikTok acknowledged", registry=r)
+        self.posts_in_state = Gauge(
+            "tiktok_posts_in_state", "Posts now in each state (from the database; alike on every replica)",
+            ["state"], registry=r,
+        )  # fmt: skip
+        self.chunk_retries = Counter(
+            "tiktok_upload_chunk_retries", "Chunk PUT retries by cause", ["cause"], registry=r
+        )
+        self.bytes_sent = Counter("tiktok_upload_bytes", "Video bytes TikTok acknowledged", registry=r)
         self.webhooks = Counter(
             "publish_webhooks_total", "Webhook deliveries by outcome", ["outcome"], registry=r
         )

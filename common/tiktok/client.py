@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -17,6 +19,12 @@ from urllib.parse import urlencode
 import aiohttp
 
 from common.tiktok.errors import TikTokError, TikTokTransportError
+
+CallObserver = Callable[[str, str, float], None]
+"""Told of every call: the endpoint's path, the result (``ok``, TikTok's error code, ``unreachable``
+or an HTTP status for upload PUTs) and the seconds it took."""
+
+UPLOAD_ENDPOINT = "upload"
 
 USER_FIELDS_BASIC = ("open_id", "union_id", "avatar_url", "display_name")
 USER_FIELDS_PROFILE = ("username", "bio_description", "profile_deep_link", "is_verified")
@@ -60,6 +68,11 @@ class PublishStatus:
     uploaded_bytes: int | None
     downloaded_bytes: int | None
     log_id: str | None = None
+
+
+@dataclass
+class _Outcome:
+    result: str = "ok"
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,7 @@ class TikTokClient:
         client_secret: str,
         timeout: float = 30.0,
         upload_read_timeout: float = 120.0,
+        observer: CallObserver | None = None,
     ) -> None:
         self._session = session
         self._base = api_base.rstrip("/")
@@ -121,6 +135,27 @@ class TikTokClient:
             total=None, sock_connect=10.0, sock_read=upload_read_timeout
         )
         self._write_stall_s = upload_read_timeout
+        self._observer = observer
+
+    @asynccontextmanager
+    async def _observed(self, endpoint: str) -> AsyncIterator[_Outcome]:
+        """Tell the observer how the call went (a TikTok code, ``unreachable``, ``ok``) and how long."""
+        outcome = _Outcome()
+        started = time.perf_counter()
+        try:
+            yield outcome
+        except TikTokError as exc:
+            outcome.result = exc.tiktok_code
+            raise
+        except TikTokTransportError:
+            outcome.result = "unreachable"
+            raise
+        except BaseException:
+            outcome.result = "cancelled"
+            raise
+        finally:
+            if self._observer is not None:
+                self._observer(endpoint, outcome.result, time.perf_counter() - started)
 
     # ------------------------------------------------------------------ transport
 
@@ -167,6 +202,21 @@ class TikTokClient:
         method: str = "POST",
         params: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any], str]:
+        async with self._observed(path):
+            return await self._api_call(
+                path, token, endpoint=endpoint, payload=payload, method=method, params=params
+            )
+
+    async def _api_call(
+        self,
+        path: str,
+        token: str,
+        *,
+        endpoint: str,
+        payload: Mapping[str, Any] | None = None,
+        method: str = "POST",
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[dict[str, Any], str]:
         headers = {"Authorization": f"Bearer {token}"}
         kwargs: dict[str, Any] = {"headers": headers}
         if method == "POST":
@@ -197,6 +247,10 @@ class TikTokClient:
         return (data if isinstance(data, dict) else {}), str(log_id or "")
 
     async def _oauth(self, path: str, form: dict[str, str], *, endpoint: str) -> Mapping[str, Any]:
+        async with self._observed(path):
+            return await self._oauth_call(path, form, endpoint=endpoint)
+
+    async def _oauth_call(self, path: str, form: dict[str, str], *, endpoint: str) -> Mapping[str, Any]:
         form = {"client_key": self._client_key, "client_secret": self._client_secret, **form}
         status, body = await self._request(
             "POST",
@@ -385,7 +439,10 @@ class TikTokClient:
         }
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(loop.time() + self._write_stall_s) as watchdog:
+            async with (
+                self._observed(UPLOAD_ENDPOINT) as outcome,
+                asyncio.timeout(loop.time() + self._write_stall_s) as watchdog,
+            ):
 
                 async def watched() -> AsyncIterator[bytes]:
                     # aiohttp's sock_read covers only the answer; nothing bounds the writes, so a
@@ -400,6 +457,7 @@ class TikTokClient:
                     upload_url, data=watched(), headers=headers, timeout=self._upload_timeout
                 ) as response:
                     await response.read()
+                    outcome.result = str(response.status)
                     return PutResult(response.status, response.headers.get("Content-Range"))
         except aiohttp.ClientConnectorError as exc:
             raise TikTokTransportError(

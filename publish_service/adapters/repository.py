@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -221,9 +221,16 @@ def _dlq_headers(code: str, message: str, extra: Sequence[tuple[str, bytes]] = (
 
 class Repository:
     def __init__(
-        self, pool: Any, schema: str, topics: Topics, *, rate_window_s: float = rate_window.WINDOW_S
+        self,
+        pool: Any,
+        schema: str,
+        topics: Topics,
+        *,
+        rate_window_s: float = rate_window.WINDOW_S,
+        on_transition: Callable[[str], None] | None = None,
     ) -> None:
         self.pool = pool
+        self._on_transition = on_transition
         self.rate_window_s = rate_window_s
         self.schema = validate_identifier(schema)
         self.topics = topics
@@ -320,6 +327,7 @@ class Repository:
             return IntakeOutcome.conflict
         row = PostRow.from_record(inserted)
         await self._emit(conn, row)
+        self._counted(PostState.received.value)
         scheduled = await conn.fetchrow(
             f"""
             UPDATE {self._t} SET state = 'scheduled', seq = seq + 1, updated_at = now()
@@ -329,6 +337,7 @@ class Repository:
         )
         if scheduled is not None:
             await self._emit(conn, PostRow.from_record(scheduled))
+            self._counted(PostState.scheduled.value)
         return IntakeOutcome.created
 
     async def reject_event(
@@ -354,6 +363,7 @@ class Repository:
         )
         value, event_headers = encode(EventType.post_status, data, correlation_id=correlation_id)
         await enqueue(conn, self.schema, self.topics.status, post_id, value, event_headers)
+        self._counted(PostState.rejected.value)
         dlq_headers = _dlq_headers(code, message, headers)
         size = len(key or b"") + len(raw or b"") + sum(len(n) + len(v) for n, v in dlq_headers)
         if raw is not None and size > DEFAULT_MAX_RECORD_BYTES:
@@ -469,9 +479,23 @@ class Repository:
                 return new
 
         if conn is not None:
-            return await run(conn)
-        async with self.pool.acquire() as c:
-            return await run(c)
+            new = await run(conn)
+        else:
+            async with self.pool.acquire() as c:
+                new = await run(c)
+        self._counted(target.value)
+        return new
+
+    def _counted(self, state: str) -> None:
+        if self._on_transition is not None:
+            self._on_transition(state)
+
+    async def count_by_state(self) -> dict[str, int]:
+        rows = await self.pool.fetch(f"SELECT state, count(*) AS n FROM {self._t} GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}
+
+    async def outbox_backlog(self) -> int:
+        return int(await self.pool.fetchval(f"SELECT count(*) FROM {self.schema}.outbox"))
 
     async def emit_update(
         self, row: PostRow, *, owner: str | None, progress: Progress | None = None, **fields: Any

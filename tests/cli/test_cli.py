@@ -4,52 +4,20 @@ One pipeline (sandbox + auth_service + publish_service as real processes) serves
 command runs as a subprocess with the same environment the services have.
 """
 
-import asyncio
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 
 import aiohttp
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from common.kafka import TOPIC_POST_REQUESTED, TOPIC_POST_REQUESTED_DLQ, Producer, fetch_topic_config
-from common.settings import EnvReader
+from tests.cli.conftest import cli
 from tests.waiting import wait_for
-from tiktok_pipeline.local import LocalPipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pipeline(stack, tmp_path_factory):
-    local = LocalPipeline(
-        EnvReader({**stack.env(), "S3_BUCKET": "media"}), tmp_path_factory.mktemp("pipeline")
-    )
-    try:
-        await local.start()
-        yield local
-    finally:
-        await local.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def account(pipeline):
-    return await pipeline.connect_creator()
-
-
-def cli(pipeline, *args, extra_env=None, timeout=240):
-    env = {**os.environ, **pipeline.service_env(), "COLUMNS": "200", **(extra_env or {})}
-    result = subprocess.run(
-        [sys.executable, "-m", "tiktok_pipeline.cli", *args],
-        env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
-    return result.returncode, result.stdout + result.stderr
 
 
 async def test_connect_prints_the_url_that_starts_oauth(pipeline):
@@ -87,22 +55,6 @@ async def test_create_topics_is_idempotent_and_compacts_the_token_topics(pipelin
     for topic in ("tiktok.accounts", "tiktok.access-tokens"):
         config = await fetch_topic_config(pipeline.kafka, prefix + topic)
         assert config["cleanup.policy"] == "compact"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def published_post(pipeline, account, tmp_path_factory):
-    video = tmp_path_factory.mktemp("media") / "clip.mp4"
-    process = await asyncio.create_subprocess_exec(
-        "ffmpeg", "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=720x1280:rate=30:duration=2",
-        "-pix_fmt", "yuv420p", str(video),
-    )  # fmt: skip
-    assert await process.wait() == 0
-    post_id = f"cli-{uuid.uuid4().hex[:8]}"
-    code, output = await asyncio.to_thread(
-        cli, pipeline, "submit", str(video), "--account", account, "--post-id", post_id,
-        "--caption", "from the CLI #test", "--privacy", "SELF_ONLY", "--follow", "--timeout", "180",
-    )  # fmt: skip
-    return post_id, video, code, output
 
 
 async def test_submit_uploads_a_local_file_and_follows_it_to_published(pipeline, published_post):

@@ -373,7 +373,7 @@ def test_scaling_and_disruption_budgets(rendered: dict[str, list[dict[str, Any]]
         assert scaled["spec"]["minReplicaCount"] == 1
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "kafka"
-    assert trigger["metadata"]["consumerGroup"] == "publish-service"
+    assert trigger["metadata"]["consumerGroup"] == "publish_service"
     assert trigger["metadata"]["topic"] == "tiktok.post.requested"
     # KEDA owns the replica count; a field in the Deployment would fight it on every apply.
     assert "replicas" not in one(docs, "Deployment", "publish-service")["spec"]

@@ -1,0 +1,55 @@
+"""One real pipeline (sandbox + both services as processes) per module, for the operator's view."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest_asyncio
+
+from common.settings import EnvReader
+from tiktok_pipeline.local import LocalPipeline
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pipeline(stack, tmp_path_factory):
+    local = LocalPipeline(
+        EnvReader({**stack.env(), "S3_BUCKET": "media"}), tmp_path_factory.mktemp("pipeline")
+    )
+    try:
+        await local.start()
+        yield local
+    finally:
+        await local.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def account(pipeline):
+    return await pipeline.connect_creator()
+
+
+def cli(pipeline, *args, extra_env=None, timeout=240):
+    """Run ``tiktok-pipeline`` as an operator would, with the services' environment."""
+    env = {**os.environ, **pipeline.service_env(), "COLUMNS": "200", **(extra_env or {})}
+    result = subprocess.run(
+        [sys.executable, "-m", "tiktok_pipeline.cli", *args],
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def published_post(pipeline, account, tmp_path_factory):
+    video = tmp_path_factory.mktemp("media") / "clip.mp4"
+    process = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=720x1280:rate=30:duration=2",
+        "-pix_fmt", "yuv420p", str(video),
+    )  # fmt: skip
+    assert await process.wait() == 0
+    post_id = f"cli-{uuid.uuid4().hex[:8]}"
+    code, output = await asyncio.to_thread(
+        cli, pipeline, "submit", str(video), "--account", account, "--post-id", post_id,
+        "--caption", "from the CLI #test", "--privacy", "SELF_ONLY", "--follow", "--timeout", "180",
+    )  # fmt: skip
+    return post_id, video, code, output

@@ -371,9 +371,27 @@ def describe_errors(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` is valid Unicode text: JSON may carry lone surrogates (``"\\ud800"``), which
+    no UTF-8 encoder, and so no event, row or log line, can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000)"
+    if not is_text(value):
+        return "contains a lone UTF-16 surrogate (not valid Unicode text)"
+    return None
+
+
 def _shape_problem(raw: Any) -> BadEvent | None:
-    """A BadEvent for JSON nested deeper than MAX_JSON_DEPTH or holding a NUL character (Postgres
-    text and jsonb cannot store one), naming where; None when the value is fine. Iterative."""
+    """A BadEvent for JSON nested deeper than MAX_JSON_DEPTH, or holding a NUL character (Postgres
+    text and jsonb cannot store one) or a lone surrogate, naming where; None when the value is fine."""
     stack: list[tuple[Any, str, int]] = [(raw, "", 0)]
     while stack:
         value, path, depth = stack.pop()
@@ -383,14 +401,14 @@ def _shape_problem(raw: Any) -> BadEvent | None:
                 code="too_deep",
             )
         if isinstance(value, str):
-            if "\x00" in value:
-                where = path[:200] or "value"
-                return BadEvent(f"{where}: contains a NUL character (\\u0000)", code="wrong_schema")
+            problem = _text_problem(value)
+            if problem is not None:
+                return BadEvent(f"{path[:200] or 'value'}: {problem}", code="wrong_schema")
         elif isinstance(value, dict):
             for key, item in value.items():
-                if "\x00" in key:
-                    where = path[:200] or "object"
-                    return BadEvent(f"{where}: a key contains a NUL character (\\u0000)", code="wrong_schema")
+                problem = _text_problem(key)
+                if problem is not None:
+                    return BadEvent(f"{path[:200] or 'object'}: a key {problem}", code="wrong_schema")
                 stack.append((item, f"{path}.{key}" if path else key, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, f"{path}.{i}" if path else str(i), depth + 1) for i, item in enumerate(value))

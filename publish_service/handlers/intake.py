@@ -8,11 +8,11 @@ the records come again, and the post_id check makes the repeat a no-op.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 
-from common.events import BadEvent, EventType, PostRequestedData, decode
+from common.events import BadEvent, EventType, PostRequestedData, decode, is_text
 from common.kafka import ConsumerRecord
 from publish_service.adapters.repository import IntakeOutcome, Repository
 from publish_service.metrics import Metrics
@@ -36,10 +36,15 @@ def _salvage_ids(record: ConsumerRecord[bytes, bytes]) -> tuple[str, str, str | 
     account_id = data.get("account_id")
     correlation = raw.get("correlation_id")
     return (
-        post_id if isinstance(post_id, str) and 0 < len(post_id) <= 128 else fallback,
-        account_id if isinstance(account_id, str) and 0 < len(account_id) <= 128 else account,
-        correlation if isinstance(correlation, str) and len(correlation) <= 200 else None,
+        post_id if _usable(post_id, 128) else fallback,
+        account_id if _usable(account_id, 128) else account,
+        correlation if _usable(correlation, 200) else None,
     )
+
+
+def _usable(value: object, limit: int) -> TypeGuard[str]:
+    """A string a status event can carry (a lone surrogate would make the rejection itself fail)."""
+    return isinstance(value, str) and 0 < len(value) <= limit and is_text(value)
 
 
 class Intake:

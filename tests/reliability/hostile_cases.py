@@ -683,6 +683,29 @@ CASES: list[KafkaCase] = [
         post_id="nul-meta",
     ),
     KafkaCase(
+        "lone_surrogate_in_metadata",
+        "malformed",
+        data_case("surrogate-meta", metadata={"k": "\ud800"}),
+        "wrong_schema",
+        "data.metadata.k: contains a lone UTF-16 surrogate",
+        post_id="surrogate-meta",
+    ),
+    KafkaCase(
+        "lone_surrogate_in_post_id",
+        "malformed",
+        data_case("\udfff-id"),
+        "wrong_schema",
+        "data.post_id: contains a lone UTF-16 surrogate",
+    ),
+    KafkaCase(
+        "lone_surrogate_in_correlation_id",
+        "malformed",
+        lambda m: as_record(m, envelope(video_post(m, "surrogate-corr"), correlation_id="c\ud83d")),
+        "wrong_schema",
+        "correlation_id: contains a lone UTF-16 surrogate",
+        post_id="surrogate-corr",
+    ),
+    KafkaCase(
         "invalid_utf8_key", "malformed", raw(b"\x00\xff not json", b"\xff\xfe\x00"), "not_json", "not JSON"
     ),
     # ---------------------------------------------------------------- hostile-looking but legal

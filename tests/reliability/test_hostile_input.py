@@ -476,6 +476,16 @@ HTTP_CASES = [
         body=b'{"event": "x", "create_time": ' + b"7" * 5000 + b', "content": "{}"}',
     ),
     HttpCase(
+        "posts_lone_surrogate",
+        "publish",
+        "POST",
+        "/v1/posts",
+        400,
+        "wrong_schema",
+        "metadata.note: contains a lone UTF-16 surrogate",
+        json_body=_post(metadata={"note": "\udc00"}),
+    ),
+    HttpCase(
         "posts_json_array",
         "publish",
         "POST",

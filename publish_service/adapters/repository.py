@@ -366,14 +366,16 @@ class Repository:
         self._counted(PostState.rejected.value)
         dlq_headers = _dlq_headers(code, message, headers)
         size = len(key or b"") + len(raw or b"") + sum(len(n) + len(v) for n, v in dlq_headers)
-        if raw is not None and size > DEFAULT_MAX_RECORD_BYTES:
-            # A record near the broker's limit cannot be copied with our headers; refusing to would stall
-            # the consumer on it forever. The letter points at the original instead.
-            note = f"; the original ({len(raw)} bytes) is too large to copy: read it at source_topic/offset"
-            dlq_headers = _dlq_headers(
-                code, message + note, [*headers, ("original_size", str(len(raw)).encode())]
-            )
+        if size > DEFAULT_MAX_RECORD_BYTES:
+            # A record near the broker's limit (value or key) cannot be copied with our headers; refusing
+            # to would stall the consumer on it forever. The letter points at the original instead.
+            original = len(key or b"") + len(raw or b"")
+            note = f"; the original ({original} bytes) is too large to copy: read it at source_topic/offset"
+            size_header = ("original_size", str(len(raw or b"")).encode())
+            dlq_headers = _dlq_headers(code, message + note, [*headers, size_header])
             raw = None
+            if len(key or b"") > DEFAULT_MAX_RECORD_BYTES // 2:
+                key = b""
         await enqueue(conn, self.schema, self.topics.dlq, key or b"", raw, dlq_headers)
 
     # ------------------------------------------------------------------------------ claiming

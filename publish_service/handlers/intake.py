@@ -23,7 +23,7 @@ log = structlog.get_logger(__name__)
 def _salvage_ids(record: ConsumerRecord[bytes, bytes]) -> tuple[str, str, str | None]:
     """post_id, account_id and correlation_id as far as they can be read from a bad record."""
     fallback = f"unparseable:{record.topic}:{record.partition}:{record.offset}"
-    account = record.key.decode("utf-8", "replace") if record.key else "unknown"
+    account = record.key[:512].decode("utf-8", "replace")[:128] if record.key else "unknown"
     try:
         raw = json.loads(record.value or b"")
     except (ValueError, UnicodeDecodeError, RecursionError):

@@ -381,6 +381,14 @@ CASES: list[KafkaCase] = [
         "the limit is 262144",
     ),
     KafkaCase(
+        "key_of_900k_with_garbage",
+        "huge fields",
+        raw(b"{a 900 kB key", b"k" * 900_000),
+        "not_json",
+        "not JSON",
+        notes="the status event carries the account id from the key, cut to 128 characters",
+    ),
+    KafkaCase(
         "caption_250k",
         "huge fields",
         data_case("huge-caption", caption="c" * 250_000),

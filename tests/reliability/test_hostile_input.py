@@ -217,13 +217,17 @@ async def stage_media(pipeline: LocalPipeline, account_id: str, work: Path) -> t
     return Media(account_id=account_id, bucket=pipeline.bucket, **uris), ok
 
 
-async def send_at_broker_limit(producer: AIOKafkaProducer, topic: str, key: bytes) -> tuple[bytes, Any]:
-    """The largest record the broker takes (message.max.bytes): just above what the DLQ can carry."""
-    size = 1_048_588 - 61 - 11 - len(key)
+async def send_at_broker_limit(
+    producer: AIOKafkaProducer, topic: str, key: bytes, value: bytes
+) -> tuple[bytes, bytes, Any]:
+    """The largest record the broker takes (message.max.bytes), grown from the key or the value (the
+    empty one): just above what the DLQ can carry with its headers."""
+    size = 1_048_588 - 61 - 11 - len(key) - len(value)
     for _ in range(12):
-        value = b'{"pad": "' + b"y" * (size - 11) + b'"}'
+        big_key = key or b"k" * size
+        big_value = value or b'{"pad": "' + b"y" * (size - 11) + b'"}'
         try:
-            return value, await producer.send_and_wait(topic, value, key=key)
+            return big_key, big_value, await producer.send_and_wait(topic, big_value, key=big_key)
         except MessageSizeTooLargeError:
             size -= 16
     raise AssertionError("the broker took no record near its limit")
@@ -245,16 +249,15 @@ async def run(pipeline, tmp_path_factory) -> Run:
             meta = await producer.send_and_wait(topic, built.value, key=built.key)
             case.extra["topic"] = topic
             sent[case.id] = Sent(case, built.key, built.value, meta.partition, meta.offset)
-        value, meta = await send_at_broker_limit(producer, topic, account_id.encode())
-        limit_case = KafkaCase(
-            "record_at_broker_limit",
-            "huge fields",
-            lambda m: None,
-            "too_large",  # type: ignore[arg-type,return-value]
-            "the limit is 262144",
-            extra={"topic": topic},
-        )
-        sent[limit_case.id] = Sent(limit_case, account_id.encode(), value, meta.partition, meta.offset)
+        for case_id, key, value, code, phrase in [
+            ("record_at_broker_limit", account_id.encode(), b"", "too_large", "the limit is 262144"),
+            ("key_at_broker_limit", b"", b"{a key at the broker limit", "not_json", "not JSON"),
+        ]:
+            key, value, meta = await send_at_broker_limit(producer, topic, key, value)
+            limit_case = KafkaCase(
+                case_id, "huge fields", CASES[0].build, code, phrase, extra={"topic": topic}
+            )
+            sent[case_id] = Sent(limit_case, key, value, meta.partition, meta.offset)
         # The topics other services write: a broken or hostile producer must not stop their readers.
         deep = b'{"type": "x", "data": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
         nul_account = {"account_id": "acc\x00", "open_id": "o", "status": "connected"}
@@ -313,9 +316,9 @@ async def run(pipeline, tmp_path_factory) -> Run:
 # ---------------------------------------------------------------------------------------- Kafka cases
 
 
-@pytest.mark.parametrize("case", [*CASES, None], ids=[*(c.id for c in CASES), "record_at_broker_limit"])
-async def test_hostile_record_is_answered_clearly(run: Run, case: KafkaCase | None) -> None:
-    out = run.outcome(case.id if case is not None else "record_at_broker_limit")
+@pytest.mark.parametrize("case", [*(c.id for c in CASES), "record_at_broker_limit", "key_at_broker_limit"])
+async def test_hostile_record_is_answered_clearly(run: Run, case: str) -> None:
+    out = run.outcome(case)
     case = out.sent.case
     states = [(s["state"], (s.get("error") or {}).get("code")) for s in out.statuses]
     if case.accepted:
@@ -340,10 +343,12 @@ async def test_hostile_record_is_answered_clearly(run: Run, case: KafkaCase | No
     letter = next(r for r in out.dead_letters if dict(r.headers)["error_code"] == case.code.encode())
     headers = dict(letter.headers)
     assert case.phrase.lower().encode() in headers["error_message"].lower()
-    if case.id == "record_at_broker_limit":
+    assert all(len(s["account_id"]) <= 128 for s in rejected), "an account id salvaged without a bound"
+    if case.id in ("record_at_broker_limit", "key_at_broker_limit"):
         # Too big to copy with our headers: the letter points at the original instead.
-        assert letter.value is None
+        assert letter.value is None and len(letter.key or b"") <= 512 * 1024
         assert headers["original_size"] == str(len(out.sent.value or b"")).encode()
+        assert b"too large to copy" in headers["error_message"]
         return
     assert letter.value == out.sent.value, "the DLQ copy is not the original bytes"
     assert letter.key == (out.sent.key or b"")
@@ -987,6 +992,6 @@ async def test_rejections_are_logged_with_their_code(run: Run) -> None:
 
 
 async def test_corpus_is_large_and_varied() -> None:
-    ids = [c.id for c in CASES] + ["record_at_broker_limit"] + [c.id for c in HTTP_CASES]
+    ids = [c.id for c in CASES] + ["record_at_broker_limit", "key_at_broker_limit"] + [c.id for c in HTTP_CASES]
     assert len(ids) == len(set(ids)) and len(ids) >= 50
     assert len({c.category for c in CASES}) >= 10

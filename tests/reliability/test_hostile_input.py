@@ -249,6 +249,9 @@ async def run(pipeline, tmp_path_factory) -> Run:
             meta = await producer.send_and_wait(topic, built.value, key=built.key)
             case.extra["topic"] = topic
             sent[case.id] = Sent(case, built.key, built.value, meta.partition, meta.offset)
+            if case.id == "duplicate_post_id_first":  # the same request again, as a retrying upstream would
+                again = case.build(media)
+                await producer.send_and_wait(topic, again.value, key=again.key)
         for case_id, key, value, code, phrase in [
             ("record_at_broker_limit", account_id.encode(), b"", "too_large", "the limit is 262144"),
             ("key_at_broker_limit", b"", b"{a key at the broker limit", "not_json", "not JSON"),
@@ -363,11 +366,18 @@ async def test_a_valid_post_behind_the_corpus_is_published_byte_exact(run: Run) 
 
 
 async def test_a_repeated_identical_request_is_a_no_op(run: Run) -> None:
-    """The conflicting duplicate above is rejected; the original post it shadows is untouched."""
+    """The first request of ``dup-conflict`` came twice (a new event_id, the same data): one post, one
+    ``received``; only the conflicting third is rejected as a duplicate, and nothing else is dead-lettered."""
     first = run.statuses("dup-conflict")
     codes = [(s["state"], (s.get("error") or {}).get("code")) for s in first]
     assert codes.count(("received", None)) == 1, codes
-    assert ("rejected", "duplicate_post_id_conflict") in codes and ("rejected", "wrong_format") in codes
+    assert codes.count(("rejected", "duplicate_post_id_conflict")) == 1, codes
+    assert ("rejected", "wrong_format") in codes
+    letters = [r for r in run.dlq() if b'"dup-conflict"' in (r.value or b"")]
+    assert sorted(dict(r.headers)["error_code"] for r in letters) == [
+        b"duplicate_post_id_conflict",
+        b"wrong_format",
+    ]
 
 
 async def sandbox_posts(pipeline: LocalPipeline) -> list[dict[str, Any]]:
@@ -992,6 +1002,8 @@ async def test_rejections_are_logged_with_their_code(run: Run) -> None:
 
 
 async def test_corpus_is_large_and_varied() -> None:
-    ids = [c.id for c in CASES] + ["record_at_broker_limit", "key_at_broker_limit"] + [c.id for c in HTTP_CASES]
+    ids = (
+        [c.id for c in CASES] + ["record_at_broker_limit", "key_at_broker_limit"] + [c.id for c in HTTP_CASES]
+    )
     assert len(ids) == len(set(ids)) and len(ids) >= 50
     assert len({c.category for c in CASES}) >= 10

@@ -55,8 +55,8 @@ def _secret_key(key: object) -> bool:
 
 
 def _redact(value: Any, depth: int = 0) -> Any:
-    if depth > 8:
-        return value
+    if depth > 8:  # too deep to inspect: nothing unchecked gets out (a token may hide down there)
+        return value if value is None or isinstance(value, bool | int | float) else REDACTED
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):

@@ -35,3 +35,12 @@ def test_error_codes_stay_readable_while_codes_are_redacted():
 
     out = redact_processor(None, "info", {"error_code": "wrong_schema", "code": "abc*0!6", "auth_code": "x1"})
     assert out == {"error_code": "wrong_schema", "code": "[redacted]", "auth_code": "[redacted]"}
+
+
+def test_a_token_nested_deeper_than_the_redactor_looks_is_still_hidden():
+    from common.logging import redact_processor
+
+    nested: dict = {"secret_sauce": "act.leaked-token-value!1234"}
+    for _ in range(12):
+        nested = {"wrapper": nested}
+    assert "leaked-token-value" not in repr(redact_processor(None, "info", {"event": "x", "detail": nested}))

@@ -1,7 +1,8 @@
 """The guarantees of DESIGN.md under failures, end to end, with the services as real processes.
 
-1. Process and server faults: 100 posts (4 creators; 1-6 MB videos and a few 70 MB ones in
-   several chunks) while publish_service is SIGKILLed at random moments, auth_service is SIGKILLed
+1. Process and server faults: 100 posts (4 creators; 1-6 MB videos and ten 70 MB ones in 5 MiB
+   chunks) while publish_service is SIGKILLed 12 times (half at random moments, half the moment a
+   post is part-way through its upload), auth_service is SIGKILLed
    in the middle of token refreshes (60 s access tokens), a dedicated Kafka broker is stopped and
    started, and a dedicated PostgreSQL is crashed and started. Afterwards: every post terminal; each
    published post at the sandbox exactly once with the source's bytes; every state change on the
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -47,7 +49,7 @@ from tests.auth.kafka_instance import KafkaInstance
 from tests.publish.harness import make_video
 from tests.reliability.pg_instance import PgInstance
 from tests.reliability.proxy import FaultyProxy
-from tests.waiting import wait_for
+from tests.waiting import WaitTimeout, wait_for
 from tiktok_pipeline.local import LocalPipeline
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -401,7 +403,7 @@ async def test_no_post_lost_or_doubled_while_processes_and_servers_die(stack, de
     kafka, pg = dedicated_servers
     rng = random.Random(SEED)
     n_posts, n_publish_kills, n_auth_kills = (400, 40, 8) if SOAK else (100, 12, 3)
-    n_large = 16 if SOAK else 4
+    n_large = 30 if SOAK else 10
     print(f"\nfault run seed {SEED} (FAULTS_SEED={SEED} replays it); posts {n_posts}; logs in {workdir}")
     small_paths, large_paths = media_files([1 * MIB, 2 * MIB, 7 * MIB // 2, 6 * MIB], [70 * MIB])
     env = {
@@ -415,7 +417,8 @@ async def test_no_post_lost_or_doubled_while_processes_and_servers_die(stack, de
         workdir / "pipeline",
         creators=tuple(c["username"] for c in creators(4)),
         sandbox_overrides={**base_sandbox(4), "access_token_ttl_s": 60},
-        extra_env=BASE_ENV,
+        # The smallest chunks TikTok allows: a 70 MB upload has 13 places to resume from.
+        extra_env={**BASE_ENV, "PUBLISH_CHUNK_SIZE": str(5 * MIB)},
     )
     pipeline.work.mkdir()
     run = Run(pipeline, kafka.bootstrap)
@@ -432,26 +435,35 @@ async def test_no_post_lost_or_doubled_while_processes_and_servers_die(stack, de
         # mid-refresh, with the request sent and no answer yet.
         await _sandbox_post(pipeline, "/_sandbox/faults",
                             {"endpoint": "/v2/oauth/token/", "latency_ms": 2000, "count": None})  # fmt: skip
+        accounts = sorted(run.accounts)
+        await wait_accounts_known(pipeline, accounts)
         run.producer = Producer(kafka.bootstrap)
         await run.producer.start()
         now = datetime.now(UTC)
-        accounts = sorted(run.accounts)
         large_slots = set(rng.sample(range(n_posts), n_large))
         for i in range(n_posts):
             video = rng.choice(large) if i in large_slots else rng.choice(small)
-            publish_at = now + timedelta(seconds=rng.uniform(0, 100)) if rng.random() < 0.5 else None
+            # Half are scheduled over about a second per post, so work keeps arriving while faults
+            # land; the large ones all are, so that uploads are under way throughout.
+            scheduled = i in large_slots or rng.random() < 0.5
+            publish_at = now + timedelta(seconds=rng.uniform(0, n_posts * 1.2)) if scheduled else None
             await run.submit(f"fp-{i:03d}", accounts[i % len(accounts)], video, publish_at)
         await run.producer.stop()
         run.producer = None
 
-        plan = ["publish"] * n_publish_kills + ["auth"] * n_auth_kills + ["kafka", "postgres"]
+        aimed = n_publish_kills // 2
+        plan = (
+            ["publish"] * (n_publish_kills - aimed)
+            + ["publish_mid_upload"] * aimed
+            + ["auth"] * n_auth_kills
+            + ["kafka", "postgres"]
+        )
         rng.shuffle(plan)
         for kind in plan:
             # The chaos schedule: random gaps between faults (the faults are what we wait for).
             await asyncio.sleep(rng.uniform(1.0, 5.0))
             print(f"  t+{time.monotonic() - started:5.1f}s fault: {kind}")
-            await inject(kind, run, kafka, pg, rng)
-            faults[kind] += 1
+            faults[await inject(kind, run, kafka, pg, rng)] += 1
         fault_end = time.monotonic() - started
         states = await run.wait_all_terminal(timeout=600 if SOAK else 300)
         verdict = await verify(run, states, LIMITS)
@@ -477,6 +489,21 @@ async def test_no_post_lost_or_doubled_while_processes_and_servers_die(stack, de
     assert_guarantees(verdict)
 
 
+async def wait_accounts_known(pipeline: LocalPipeline, accounts: list[str]) -> None:
+    """Until publish_service has read every account's connect event from Kafka. A post for an account
+    it has not seen yet is rejected (unknown_account): see the fault-tolerance notes."""
+    conn = await asyncpg.connect(pipeline.database_url, timeout=10)
+    try:
+
+        async def known() -> bool:
+            rows = await conn.fetch("SELECT account_id FROM publish.accounts")
+            return {r["account_id"] for r in rows} >= set(accounts)
+
+        await wait_for(known, 60, 0.1, description="publish_service knowing the connected accounts")
+    finally:
+        await conn.close()
+
+
 async def _sandbox_post(pipeline: LocalPipeline, path: str, body: dict[str, Any]) -> Any:
     async with aiohttp.ClientSession() as http, http.post(f"{pipeline.sandbox_url}{path}", json=body) as r:
         r.raise_for_status()
@@ -489,9 +516,30 @@ async def _token_calls(pipeline: LocalPipeline) -> int:
     return sum(c["calls"] for c in calls["calls"] if c["endpoint"] == "/v2/oauth/token/")
 
 
-async def inject(kind: str, run: Run, kafka: KafkaInstance, pg: PgInstance, rng: random.Random) -> None:
+MID_UPLOAD_SQL = """SELECT count(*) FROM publish.posts
+                    WHERE state = 'uploading' AND bytes_acked > 0 AND bytes_acked < media_size"""
+
+
+async def inject(kind: str, run: Run, kafka: KafkaInstance, pg: PgInstance, rng: random.Random) -> str:
+    """Inject one fault; return what was injected."""
     pipeline = run.pipeline
     if kind == "publish":
+        await pipeline.kill("publish_service")
+        await pipeline.restart("publish_service")
+    elif kind == "publish_mid_upload":
+        # Aimed: the moment some post has TikTok acknowledge part of its bytes, not all.
+        conn = await asyncpg.connect(pipeline.database_url, timeout=10)
+        try:
+
+            async def mid_upload() -> bool:
+                return bool(await conn.fetchval(MID_UPLOAD_SQL))
+
+            try:
+                await wait_for(mid_upload, 20, 0.02)
+            except WaitTimeout:
+                kind = "publish"  # no upload under way right now: a kill at a random moment then
+        finally:
+            await conn.close()
         await pipeline.kill("publish_service")
         await pipeline.restart("publish_service")
     elif kind == "auth":
@@ -514,6 +562,7 @@ async def inject(kind: str, run: Run, kafka: KafkaInstance, pg: PgInstance, rng:
         await pg.start()
     else:
         raise ValueError(kind)
+    return kind
 
 
 # ---------------------------------------------------------------------------------------- 2. network
@@ -603,6 +652,7 @@ async def test_latency_cuts_and_a_stalled_tiktok_end_in_one_post_each(stack, wor
         for c in creators(2):
             run.accounts[await pipeline.connect_creator(creator=c["username"])] = c["username"]
         accounts = sorted(run.accounts)
+        await wait_accounts_known(pipeline, accounts)
         run.producer = Producer(stack.kafka_bootstrap)
         await run.producer.start()
 

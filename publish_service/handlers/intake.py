@@ -10,14 +10,21 @@ from __future__ import annotations
 import json
 from typing import Any, TypeGuard
 
+import asyncpg
 import structlog
+from pydantic_core import PydanticSerializationError
 
+from common.errors import InvalidInput
 from common.events import BadEvent, EventType, PostRequestedData, decode, is_text
 from common.kafka import ConsumerRecord
 from publish_service.adapters.repository import IntakeOutcome, Repository
 from publish_service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
+
+UNSTORABLE = (asyncpg.DataError, PydanticSerializationError, InvalidInput)
+"""What one record can make Postgres, the serialiser or the outbox refuse, every time: never a passing
+failure (a lost connection is none of these, and still restarts the loop without committing)."""
 
 
 def _salvage_ids(record: ConsumerRecord[bytes, bytes]) -> tuple[str, str, str | None]:
@@ -54,9 +61,43 @@ class Intake:
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Store every record of the batch in one transaction (the caller commits offsets after)."""
+        try:
+            async with self.repo.pool.acquire() as conn, conn.transaction():
+                for record in records:
+                    await self._handle(conn, record)
+        except UNSTORABLE:
+            # A record the checks let through still broke the batch, and would break it again on every
+            # retry: store the batch once more, a savepoint per record, so only that one is rejected.
+            await self._handle_one_by_one(records)
+
+    async def _handle_one_by_one(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         async with self.repo.pool.acquire() as conn, conn.transaction():
             for record in records:
-                await self._handle(conn, record)
+                try:
+                    async with conn.transaction():
+                        await self._handle(conn, record)
+                except UNSTORABLE as exc:
+                    post_id, account_id, correlation = _salvage_ids(record)
+                    message = f"the request could not be stored: {type(exc).__name__}: {exc}"[:500]
+                    log.warning(
+                        "post_request_unstorable", post_id=post_id, offset=record.offset, error=message
+                    )
+                    self.metrics.requests.labels("unstorable").inc()
+                    await self.repo.reject_event(
+                        conn,
+                        post_id=post_id,
+                        account_id=account_id,
+                        code="unstorable",
+                        message=message,
+                        raw=record.value,
+                        key=record.key,
+                        correlation_id=correlation,
+                        headers=[
+                            ("source_topic", record.topic.encode()),
+                            ("source_partition", str(record.partition).encode()),
+                            ("source_offset", str(record.offset).encode()),
+                        ],
+                    )
 
     async def _handle(self, conn: Any, record: ConsumerRecord[bytes, bytes]) -> None:
         raw = record.value or b""

@@ -22,6 +22,7 @@ REQUESTED = "tiktok.post.requested"
 OCCURRED_AT = "2026-11-22T10:00:00Z"
 SQL = "'; DROP TABLE publish.posts; --"
 EMOJI = "\U0001f600"  # two UTF-16 units, one code point
+POISON_POST_ID = "poison-pill"  # the test database refuses to store this post (a trigger)
 
 
 @dataclass(frozen=True)
@@ -715,6 +716,15 @@ CASES: list[KafkaCase] = [
     ),
     KafkaCase(
         "invalid_utf8_key", "malformed", raw(b"\x00\xff not json", b"\xff\xfe\x00"), "not_json", "not JSON"
+    ),
+    KafkaCase(
+        "row_the_database_refuses",
+        "unknown unknowns",
+        data_case(POISON_POST_ID),
+        "unstorable",
+        "the database refuses this row",
+        post_id=POISON_POST_ID,
+        notes="a trigger stands for whatever Postgres may refuse that the models let through",
     ),
     # ---------------------------------------------------------------- hostile-looking but legal
     KafkaCase(

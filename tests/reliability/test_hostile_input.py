@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -36,7 +37,7 @@ from common.kafka import (
 )
 from common.settings import EnvReader
 from common.tiktok.webhooks import sign
-from tests.reliability.hostile_cases import CASES, EMOJI, SQL, KafkaCase, Media, envelope
+from tests.reliability.hostile_cases import CASES, EMOJI, POISON_POST_ID, SQL, KafkaCase, Media, envelope
 from tests.waiting import wait_for
 from tiktok_pipeline.local import CREATOR, LocalPipeline
 
@@ -217,6 +218,19 @@ async def stage_media(pipeline: LocalPipeline, account_id: str, work: Path) -> t
     return Media(account_id=account_id, bucket=pipeline.bucket, **uris), ok
 
 
+REFUSE_POISON = f"""
+CREATE FUNCTION publish.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.post_id = '{POISON_POST_ID}' THEN
+        RAISE EXCEPTION 'the database refuses this row' USING ERRCODE = '22023';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_poison BEFORE INSERT ON publish.posts
+    FOR EACH ROW EXECUTE FUNCTION publish.refuse_poison();
+"""
+
+
 async def send_at_broker_limit(
     producer: AIOKafkaProducer, topic: str, key: bytes, value: bytes
 ) -> tuple[bytes, bytes, Any]:
@@ -239,6 +253,11 @@ async def run(pipeline, tmp_path_factory) -> Run:
     media, ok = await stage_media(pipeline, account_id, tmp_path_factory.mktemp("media"))
     topic = pipeline.prefix + TOPIC_POST_REQUESTED
     sent: dict[str, Sent] = {}
+    conn = await asyncpg.connect(pipeline.database_url)
+    try:
+        await conn.execute(REFUSE_POISON)
+    finally:
+        await conn.close()
     producer = AIOKafkaProducer(
         bootstrap_servers=pipeline.kafka, max_request_size=4 * 1024 * 1024, enable_idempotence=True
     )

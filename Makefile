@@ -12,6 +12,7 @@
 #   make test-fast      only pytest, against the running stack (no install, no lint)
 #   make demo           the main job end to end: stack, sandbox, both services, OAuth, a video published
 #   make bench          the benchmarks (numbers in README.md)
+#   make soak           the long fault run: 400 posts, ~50 process/server faults (about 9 minutes)
 #
 # Variables: PYTHON (interpreter for the venv, default python3.11), PYTEST_ARGS (extra pytest args).
 
@@ -30,7 +31,7 @@ PYTEST_ARGS ?=
 INSTALL_STAMP := $(VENV)/.installed
 
 .PHONY: help install system-deps python-deps kafka-jars stack-up stack-down stack-status stack-env \
-	lint typecheck compose-check deploy-check test test-fast clean-stack demo bench
+	lint typecheck compose-check deploy-check test test-fast clean-stack demo bench soak
 
 help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -103,3 +104,6 @@ demo: install
 # and 1000 MB videos). Together about 5 minutes and 1.6 GB of scratch space.
 bench: install stack-up
 	source $(STACK_ENV) && $(BIN)/python bench/auth_refresh.py && $(BIN)/python bench/publish_upload.py
+
+soak: install stack-up
+	source $(STACK_ENV) && SOAK=1 $(BIN)/pytest tests/reliability/test_faults.py -k processes -s && $(BIN)/python bench/faults_report.py

@@ -42,6 +42,8 @@ class Settings:
     claim_idle_s: float = 1.0
     shutdown_deadline_s: float = 20.0
     token_wait_s: float = 120.0  # how long a post waits for a refreshed token before asking again
+    unknown_account_grace_s: float = 60.0
+    """A post may arrive before its account's connect event: it waits this long before ``unknown_account``."""
     post_id_watch_s: float = 24 * 3600.0  # how long to keep polling for a public post id
     webhook_tolerance_s: float = 300.0
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
@@ -94,6 +96,7 @@ class Settings:
             lease_s=env.number("PUBLISH_LEASE_S", 60.0),
             shutdown_deadline_s=env.number("SHUTDOWN_DEADLINE_S", 20.0),
             token_wait_s=env.number("PUBLISH_TOKEN_WAIT_S", 120.0),
+            unknown_account_grace_s=env.number("PUBLISH_UNKNOWN_ACCOUNT_GRACE_S", 60.0),
             post_id_watch_s=env.number("PUBLISH_POST_ID_WATCH_S", 24 * 3600.0),
             log_level=env.string("LOG_LEVEL", "INFO"),
             log_format=env.string("LOG_FORMAT", "json"),

@@ -94,6 +94,7 @@ class PostRow:
     failures: int
     correlation_id: str | None
     raw_event: bytes
+    raw_key: bytes | None
     publish_at: datetime | None
     next_attempt_at: datetime
     media_size: int | None
@@ -133,6 +134,7 @@ class PostRow:
             failures=r["failures"],
             correlation_id=r["correlation_id"],
             raw_event=bytes(r["raw_event"]),
+            raw_key=bytes(r["raw_key"]) if r["raw_key"] is not None else None,
             publish_at=r["publish_at"],
             next_attempt_at=r["next_attempt_at"],
             media_size=r["media_size"],
@@ -290,8 +292,9 @@ class Repository:
         inserted = await conn.fetchrow(
             f"""
             INSERT INTO {self._t} (post_id, account_id, request, request_hash, raw_event, correlation_id,
-                                   state, seq, publish_at, next_attempt_at)
-            VALUES ($1, $2, $3::jsonb, $4, $5, $6, 'received', 1, $7, greatest(now(), coalesce($7, now())))
+                                   state, seq, publish_at, next_attempt_at, raw_key)
+            VALUES ($1, $2, $3::jsonb, $4, $5, $6, 'received', 1, $7,
+                    greatest(now(), coalesce($7, now())), $8)
             ON CONFLICT (post_id) DO NOTHING
             RETURNING *
             """,
@@ -302,6 +305,7 @@ class Repository:
             raw,
             correlation_id,
             post.publish_at,
+            key,
         )
         if inserted is None:
             existing = await conn.fetchrow(
@@ -474,7 +478,7 @@ class Repository:
                         c,
                         self.schema,
                         self.topics.dlq,
-                        new.account_id,
+                        new.raw_key if new.raw_key is not None else new.account_id,
                         new.raw_event,
                         _dlq_headers(new.error_code or "rejected", new.error_message or ""),
                     )

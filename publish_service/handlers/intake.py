@@ -132,21 +132,10 @@ class Intake:
             return
         post = envelope.data
         if not await self.repo.account_known(conn, post.account_id):
-            message = f"account {post.account_id!r} is not connected (no account or token event seen)"
-            log.warning("post_request_unknown_account", post_id=post.post_id, account_id=post.account_id)
-            self.metrics.requests.labels("unknown_account").inc()
-            await self.repo.reject_event(
-                conn,
-                post_id=post.post_id,
-                account_id=post.account_id,
-                code="unknown_account",
-                message=message,
-                raw=raw,
-                key=record.key,
-                correlation_id=envelope.correlation_id,
-                headers=headers,
-            )
-            return
+            # Not rejected here: a post can overtake its account's connect event. The worker waits
+            # PUBLISH_UNKNOWN_ACCOUNT_GRACE_S for the account, then rejects it as unknown_account.
+            log.info("post_request_account_not_yet_known", post_id=post.post_id, account_id=post.account_id)
+            self.metrics.requests.labels("account_not_yet_known").inc()
         outcome = await self.repo.record_request(conn, post, raw, envelope.correlation_id, record.key)
         self.metrics.requests.labels(outcome.value).inc()
         if outcome is IntakeOutcome.conflict:

@@ -187,7 +187,19 @@ class Worker:
             raise Failed(
                 ErrorInfo(code=f"account_{account.status}", message="the creator must reconnect the account")
             )
-        if account is None or account.ciphertext is None:
+        if account is None:
+            # The request may have overtaken the account's connect event (auth_service's outbox, then
+            # Kafka): wait for it (state sync wakes the post), and only then call the account unknown.
+            waited = (_now() - row.created_at).total_seconds()
+            grace = self.settings.unknown_account_grace_s
+            if waited >= grace:
+                raise Rejected(
+                    "unknown_account",
+                    f"account {row.account_id!r} is not connected "
+                    f"(no account or token event in {grace:.0f}s)",
+                )
+            raise Defer(grace - waited, "account_unknown", awaiting_token_version=-1)
+        if account.ciphertext is None:
             raise Defer(self.settings.token_wait_s, "no_token", awaiting_token_version=-1)
         if account.expires_at is not None and account.expires_at <= _now():
             await self.repo.request_refresh(row.account_id, account.token_version, "access_token_expired")

@@ -199,6 +199,7 @@ class Harness:
             "PUBLISH_LEASE_S": "6",
             "TIKTOK_TIMEOUT_S": "5",
             "PUBLISH_TOKEN_WAIT_S": "20",
+            "PUBLISH_UNKNOWN_ACCOUNT_GRACE_S": "3",
             "KAFKA_PARTITIONS": str(PARTITIONS),
             "LOG_LEVEL": "INFO",
             "LOG_FORMAT": "json",

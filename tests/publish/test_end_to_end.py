@@ -263,3 +263,25 @@ async def test_photo_draft_and_pull_video_draft_reach_the_inbox(
     assert photo_post["post_mode"] == "MEDIA_UPLOAD" and photo_post["files"][0]["sha256"] == photo.sha256
     video_post = await harness.sandbox.control.post(video_done.publish_id or "")
     assert video_post["source"] == "PULL_FROM_URL" and video_post["sha256"] == video.sha256
+
+
+async def test_a_post_that_overtakes_its_account_connect_event_waits_for_it_and_is_published(
+    harness: Harness, video_3s: Path
+) -> None:
+    # The request can reach Kafka before auth_service's connect event does (outbox, relay, another
+    # topic): it must wait for the account, not be rejected as unknown_account (nothing lost).
+    video = await harness.put_file("videos/early.mp4", video_3s)
+    async with running_service(harness.settings(PUBLISH_UNKNOWN_ACCOUNT_GRACE_S="60")):
+        post_id = await harness.request_post(
+            post_id="early-1",
+            account_id="acc-late",
+            kind="video",
+            mode="direct",
+            video={"uri": video.uri},
+            privacy_level="SELF_ONLY",
+        )
+        await harness.wait_state(post_id, "validating")
+        await harness.connect_account("acc-late", "alice")  # the connect event arrives afterwards
+        published = await harness.wait_state(post_id, "published")
+    assert "rejected" not in harness.log.states(post_id)
+    assert (await harness.sandbox.control.post(published.publish_id or ""))["sha256"] == video.sha256

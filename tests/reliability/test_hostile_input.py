@@ -183,7 +183,11 @@ async def pipeline(stack, tmp_path_factory):
             ]
         },
         # Pull URLs are built under a public base TikTok has not verified for this app.
-        extra_env={"LOG_LEVEL": "INFO", "MEDIA_PUBLIC_BASE_URL": "https://media.invalid/pub"},
+        extra_env={
+            "LOG_LEVEL": "INFO",
+            "MEDIA_PUBLIC_BASE_URL": "https://media.invalid/pub",
+            "PUBLISH_UNKNOWN_ACCOUNT_GRACE_S": "3",
+        },
     )
     try:
         await local.start()

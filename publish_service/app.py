@@ -51,6 +51,7 @@ from publish_service.keys import (
     METRICS,
     POOL,
     PRODUCER,
+    RELAY,
     RELAY_LOOPS,
     REPO,
     SETTINGS,
@@ -103,6 +104,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     await producer.start()
     app[PRODUCER] = producer
     relay = OutboxRelay(app[POOL], settings.schema, producer, poll_interval=0.5, lock_retry_interval=2.0)
+    app[RELAY] = relay
     loops = BackgroundLoops(shutdown_deadline=settings.shutdown_deadline_s)
 
     async def run_relay() -> None:
@@ -211,7 +213,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
                 counts = await repo.count_by_state()
                 for state in PostState:
                     metrics.posts_in_state.labels(state.value).set(counts.get(state.value, 0))
-                backlog.set(await repo.outbox_backlog())
+                backlog.set(await app[RELAY].backlog())
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("gauges_unknown", error=f"{type(exc).__name__}: {exc}")
             if await sleep_or_stop(loops.stopping, 5.0):

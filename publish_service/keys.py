@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from common.kafka import Producer
+from common.outbox import OutboxRelay
 from common.s3 import ObjectStore
 from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient
@@ -31,3 +32,4 @@ WORKER = web.AppKey("worker", Worker)
 STATE_READER = web.AppKey("state_reader", FullTopicReader)
 LOOPS = web.AppKey("loops", BackgroundLoops)
 RELAY_LOOPS = web.AppKey("relay_loops", BackgroundLoops)
+RELAY = web.AppKey("relay", OutboxRelay)

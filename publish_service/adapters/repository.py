@@ -500,9 +500,6 @@ class Repository:
         rows = await self.pool.fetch(f"SELECT state, count(*) AS n FROM {self._t} GROUP BY state")
         return {r["state"]: r["n"] for r in rows}
 
-    async def outbox_backlog(self) -> int:
-        return int(await self.pool.fetchval(f"SELECT count(*) FROM {self.schema}.outbox"))
-
     async def emit_update(
         self, row: PostRow, *, owner: str | None, progress: Progress | None = None, **fields: Any
     ) -> PostRow:

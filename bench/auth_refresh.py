@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,14 +42,9 @@ from auth_service.adapters.vault import Vault  # noqa: E402
 from auth_service.app import MIGRATIONS  # noqa: E402
 from common.cipher import KeyRing, TokenCipher, generate_key  # noqa: E402
 from common.db import apply_migrations  # noqa: E402
+from tiktok_pipeline.local import free_port  # noqa: E402
 
 SCOPES = ("user.info.basic", "video.publish")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stack_env() -> dict[str, str]:

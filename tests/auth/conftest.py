@@ -11,11 +11,11 @@ from tests.auth.harness import (
     Keys,
     RunningAuth,
     TopicReader,
-    free_port,
     make_settings,
     new_sandbox_app,
     running_auth,
 )
+from tiktok_pipeline.local import free_port
 from tiktok_sandbox.config import SandboxConfig
 from tiktok_sandbox.testing import RunningSandbox, SandboxApp, run_sandbox
 

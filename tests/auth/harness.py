@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import json
 import secrets
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +22,6 @@ from common.kafka import TOPIC_ACCESS_TOKENS, TOPIC_ACCOUNTS
 from tiktok_sandbox.testing import RunningSandbox, SandboxApp
 
 API_KEY = "test-api-key-" + "x" * 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

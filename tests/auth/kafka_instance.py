@@ -23,7 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.auth.harness import free_port
+from tiktok_pipeline.local import free_port
 
 KAFKA_VERSION = os.environ.get("KAFKA_VERSION", "4.3.1")
 

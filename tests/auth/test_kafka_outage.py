@@ -16,7 +16,6 @@ from common.kafka import TOPIC_ACCESS_TOKENS, TOPIC_ACCOUNTS
 from tests.auth.harness import (
     Keys,
     TopicReader,
-    free_port,
     make_settings,
     new_sandbox_app,
     running_auth,
@@ -25,6 +24,7 @@ from tests.auth.harness import (
 from tests.auth.kafka_instance import KafkaInstance
 from tests.auth.test_refresh import FAST, _refreshes
 from tests.waiting import wait_for
+from tiktok_pipeline.local import free_port
 from tiktok_sandbox.config import SandboxConfig
 from tiktok_sandbox.testing import run_sandbox
 

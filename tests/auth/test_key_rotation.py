@@ -18,7 +18,6 @@ from common.kafka import TOPIC_ACCESS_TOKENS
 from tests.auth.harness import (
     Keys,
     TopicReader,
-    free_port,
     make_settings,
     new_sandbox_app,
     running_auth,
@@ -28,6 +27,7 @@ from tests.auth.harness import (
 from tests.auth.test_refresh import FAST, _refreshes
 from tests.conftest import ROOT
 from tests.waiting import wait_for
+from tiktok_pipeline.local import free_port
 from tiktok_sandbox.config import SandboxConfig
 from tiktok_sandbox.testing import run_sandbox
 

@@ -10,9 +10,10 @@ import sys
 import aiohttp
 import pytest
 
-from tests.auth.harness import Keys, free_port, new_sandbox_app, settings_env
+from tests.auth.harness import Keys, new_sandbox_app, settings_env
 from tests.conftest import ROOT
 from tests.waiting import wait_for
+from tiktok_pipeline.local import free_port
 from tiktok_sandbox.config import SandboxConfig
 
 pytestmark = pytest.mark.stack

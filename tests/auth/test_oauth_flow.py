@@ -196,7 +196,8 @@ def _drop_query(url: str, name: str) -> str:
 
 
 async def test_connect_uses_pkce_for_desktop_apps(stack, database_url, topic_prefix, tmp_path):
-    from tests.auth.harness import Keys, free_port, make_settings, running_auth
+    from tests.auth.harness import Keys, make_settings, running_auth
+    from tiktok_pipeline.local import free_port
     from tiktok_sandbox.config import SandboxConfig
     from tiktok_sandbox.testing import run_sandbox
 

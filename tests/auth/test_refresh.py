@@ -21,13 +21,13 @@ from tests.auth.harness import (
     Keys,
     RunningAuth,
     TopicReader,
-    free_port,
     make_settings,
     new_sandbox_app,
     running_auth,
     seed_accounts,
 )
 from tests.waiting import wait_for, wait_for_value
+from tiktok_pipeline.local import free_port
 from tiktok_sandbox.config import SandboxConfig
 from tiktok_sandbox.testing import RunningSandbox, run_sandbox
 

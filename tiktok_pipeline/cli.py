@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from common.errors import InvalidInput, PipelineError
@@ -43,7 +42,7 @@ from common.kafka import (
 )
 from common.s3 import ObjectStore, parse_s3_uri
 from common.settings import EnvReader
-from tiktok_pipeline.follow import Timeline, follow_post, status_records
+from tiktok_pipeline.follow import Timeline, bytes_progress, follow_post, status_records
 
 console = Console(stderr=True)
 out = Console()
@@ -174,31 +173,12 @@ async def _upload_if_local(s: CliSettings, source: str, post_id: str) -> str:
         raise PipelineError(f"{source} is neither an s3:// URI nor a readable file") from None
     key = f"uploads/{post_id}/{path.name}"
     async with s.object_store() as store:
-        with _bytes_progress(f"uploading {path.name}", size) as (progress, task):
+        with bytes_progress(console) as progress:
+            task = progress.add_task(f"uploading {path.name}", total=size)
             result = await store.upload_file(path, s.s3_bucket, key)
             progress.update(task, completed=size)
     console.print(f"uploaded {result.size} bytes to s3://{s.s3_bucket}/{key}")
     return f"s3://{s.s3_bucket}/{key}"
-
-
-class _bytes_progress:
-    def __init__(self, description: str, total: int) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=console,
-            transient=False,
-        )
-        self.task = self.progress.add_task(description, total=total)
-
-    def __enter__(self) -> tuple[Progress, Any]:
-        self.progress.start()
-        return self.progress, self.task
-
-    def __exit__(self, *_exc: object) -> None:
-        self.progress.stop()
 
 
 async def cmd_submit(s: CliSettings, args: argparse.Namespace) -> int:
@@ -240,13 +220,7 @@ async def cmd_submit(s: CliSettings, args: argparse.Namespace) -> int:
 
 
 async def _follow(s: CliSettings, post_id: str, within: float) -> int:
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=console,
-    )
+    progress = bytes_progress(console)
     task = progress.add_task(f"{post_id}: waiting", total=None)
 
     def show(envelope: Envelope[PostStatusData]) -> None:

@@ -23,14 +23,13 @@ from typing import Any
 
 import aiohttp
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from common.events import Envelope, EventType, PostRequestedData, PostStatusData, encode
 from common.kafka import TOPIC_POST_REQUESTED, TOPIC_POST_STATUS, Producer
 from common.logging import configure_logging
 from common.settings import EnvReader
-from tiktok_pipeline.follow import follow_post, is_done
+from tiktok_pipeline.follow import bytes_progress, follow_post, is_done
 from tiktok_pipeline.local import CREATOR, ROOT, LocalPipeline, StartFailed
 
 console = Console()
@@ -134,10 +133,7 @@ async def run(pipeline: LocalPipeline, step: Steps) -> dict[str, Any]:
     started = time.monotonic()
 
     with step("follow tiktok.post.status until the post is public", work / "publish_service.log"):
-        progress = Progress(
-            TextColumn("  {task.description:<28}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            console=console,
-        )  # fmt: skip
+        progress = bytes_progress(console, "  {task.description:<28}")
         task = progress.add_task("received", total=size)
 
         def show(envelope: Envelope[PostStatusData]) -> None:

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from common.errors import PipelineError
 from common.events import BadEvent, Envelope, PostState, PostStatusData, decode
@@ -107,3 +109,8 @@ def is_done(data: PostStatusData) -> bool:
     Only for public posts: TikTok gives private (SELF_ONLY) posts no public id, ever.
     """
     return data.state.terminal and (data.state is not PostState.published or bool(data.tiktok_post_ids))
+
+
+def bytes_progress(console: Console, label: str = "{task.description}") -> Progress:
+    """The progress bar of an upload or a followed post: label, bar, bytes, speed."""
+    return Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console)

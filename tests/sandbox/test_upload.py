@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.sandbox.conftest import MIB, payload
+from tests.waiting import wait_for
 from tiktok_sandbox.config import SandboxConfig
 
 SIZE = 12 * MIB  # two chunks of 5 MiB; the last one holds 7 MiB
@@ -189,8 +190,7 @@ async def test_concurrent_put_on_one_upload_gets_416(upload):
     task = asyncio.create_task(first_put())
     store = world.sb.store
     upload_task = next(p.upload for p in store.posts.values() if p.upload)
-    while not upload_task.busy:
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: upload_task.busy, timeout=10, description="the first PUT streaming")
     second = await world.api.put(url, data[:CHUNK], 0, SIZE)
     release.set()
     assert second.status == 416

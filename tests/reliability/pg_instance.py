@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.auth.harness import free_port
+from tiktok_pipeline.local import free_port
 
 OS_USER = "postgres"
 

@@ -142,7 +142,9 @@ format_storage() {
     if [[ -f "$KAFKA_DIR/cluster-id" ]]; then
         cluster_id="$(cat "$KAFKA_DIR/cluster-id")"
     else
-        # A Kafka Uuid: 16 random bytes, URL-safe base64 without padding.
+        # A Kafka Uuid: 16 random bytes, URL-safe base64 without padding. One in 64 starts with "-",
+        # so it is always passed as --cluster-id=ID (never as a separate argument the tool could
+        # take for an option).
         cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
         echo "$cluster_id" >"$KAFKA_DIR/cluster-id"
     fi
@@ -150,7 +152,7 @@ format_storage() {
     # Not formatted yet, so anything in there is debris (e.g. from a server killed mid-start).
     rm -rf "$KAFKA_DATA"
     mkdir -p "$KAFKA_DATA"
-    if ! "${JAVA_CMD[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_CONF" --ignore-formatted \
+    if ! "${JAVA_CMD[@]}" kafka.tools.StorageTool format "--cluster-id=$cluster_id" -c "$KAFKA_CONF" --ignore-formatted \
         </dev/null >>"$KAFKA_DIR/format.log" 2>&1; then
         die_with_log "kafka: storage format failed" "$KAFKA_DIR/format.log"
     fi

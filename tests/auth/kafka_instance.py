@@ -47,8 +47,12 @@ def kafka_libs() -> Path:
 
 
 class KafkaInstance:
-    def __init__(self, directory: Path, *, start_timeout: float = 90.0) -> None:
+    def __init__(
+        self, directory: Path, *, start_timeout: float = 90.0, cluster_id: str | None = None
+    ) -> None:
         self.dir = directory
+        # A Kafka Uuid: 16 random bytes, URL-safe base64 without padding (one in 64 starts with "-").
+        self.cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         self.port = free_port()
         self.controller_port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
@@ -104,9 +108,11 @@ class KafkaInstance:
             )
         )
         self._log4j.write_text(LOG4J.format(log=self.log))
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self._conf)),
+            # "--cluster-id=ID" in one argument: an id that starts with "-" is not taken for an option.
+            self._java(
+                "kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}", "-c", str(self._conf)
+            ),
             check=True,
             capture_output=True,
             stdin=subprocess.DEVNULL,

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.publish.harness import MIB, Harness, running_service
+from tests.publish.payloads import post_request
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
@@ -25,14 +26,7 @@ async def _publish_one(
     harness: Harness, video_3s: Path, post_id: str, size: int = 30 * MIB
 ) -> tuple[str, str]:
     video = await harness.put_padded_video(f"videos/{post_id}.mp4", video_3s, size)
-    await harness.request_post(
-        post_id=post_id,
-        account_id="acc-1",
-        kind="video",
-        mode="direct",
-        video={"uri": video.uri},
-        privacy_level="SELF_ONLY",
-    )
+    await harness.request_post(post_request(post_id, video.uri))
     return post_id, video.sha256
 
 
@@ -143,15 +137,7 @@ async def answer_losing_proxy(target: str, lose_path: str) -> AsyncIterator[str]
 
 async def _lost_pull_init(harness: Harness, video_3s: Path, post_id: str) -> None:
     video = await harness.put_file(f"videos/{post_id}.mp4", video_3s)
-    await harness.request_post(
-        post_id=post_id,
-        account_id="acc-1",
-        kind="video",
-        mode="direct",
-        transfer="pull_from_url",
-        video={"uri": video.uri},
-        privacy_level="SELF_ONLY",
-    )
+    await harness.request_post(post_request(post_id, video.uri, transfer="pull_from_url"))
 
 
 async def test_pull_init_with_a_lost_answer_is_adopted_from_the_webhook(

@@ -106,4 +106,4 @@ bench: install stack-up
 	source $(STACK_ENV) && $(BIN)/python bench/auth_refresh.py && $(BIN)/python bench/publish_upload.py
 
 soak: install stack-up
-	source $(STACK_ENV) && SOAK=1 $(BIN)/pytest tests/reliability/test_faults.py -k processes -s && $(BIN)/python bench/faults_report.py
+	source $(STACK_ENV) && SOAK=1 $(BIN)/pytest tests/reliability/faults -k processes -s && $(BIN)/python bench/faults_report.py

@@ -3,8 +3,9 @@
 
     python bench/faults_report.py [path/to/faults.json]
 
-Reads what tests/reliability/test_faults.py recorded in ``.stack/reports/faults.json`` (one section
-per run kind: ``processes``, ``network``, and ``soak`` when run with ``SOAK=1``); runs nothing itself.
+Reads what the fault runs of tests/reliability/faults/ recorded in ``.stack/reports/faults.json``
+(one section per run kind: ``processes``, ``network``, and ``soak`` when run with ``SOAK=1``); runs
+nothing itself.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _faults(run: dict[str, object]) -> str:
 def main() -> int:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
     if not path.exists():
-        print(f"no {path}: run `pytest tests/reliability/test_faults.py` (SOAK=1 for the long run) first")
+        print(f"no {path}: run `pytest tests/reliability/faults` (SOAK=1 for the long run) first")
         return 0
     report = json.loads(path.read_text())
     kinds = [k for k in ("processes", "network", "soak") if k in report]

@@ -38,6 +38,7 @@ from tests.conftest import (  # noqa: E402
     drop_test_database,
 )
 from tests.publish.harness import Harness, make_video, new_transport_key  # noqa: E402
+from tests.publish.payloads import post_request  # noqa: E402
 from tiktok_sandbox.config import SandboxConfig  # noqa: E402
 from tiktok_sandbox.testing import run_sandbox  # noqa: E402
 
@@ -110,8 +111,7 @@ async def main(sizes_mb: list[int], chunk_mib: int) -> None:
                 post_id = f"bench-{size}"
                 stop = asyncio.Event()
                 sampler = asyncio.create_task(sample_peak(process.pid, stop))
-                await h.request_post(post_id=post_id, account_id="bench-acc", kind="video", mode="direct",
-                                     video={"uri": video.uri}, privacy_level="SELF_ONLY")  # fmt: skip
+                await h.request_post(post_request(post_id, video.uri, account_id="bench-acc"))
                 uploading = await h.wait_state(post_id, "uploading", timeout=120)
                 done = await h.wait_state(post_id, "processing", timeout=1800)
                 # Both stamps are taken by the service when it commits the transition.

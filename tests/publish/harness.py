@@ -323,7 +323,11 @@ class Harness:
         assert result.size == total
         return Uploaded(f"s3://{self.bucket}/{key}", total, digest.hexdigest())
 
-    async def request_post(self, *, raw: bytes | None = None, key: str | None = None, **fields: Any) -> str:
+    async def request_post(
+        self, fields: dict[str, Any] | None = None, *, raw: bytes | None = None, key: str | None = None
+    ) -> str:
+        """Put a post request on the topic, as an upstream would: ``fields`` (from
+        ``payloads.post_request``) in an envelope keyed by the account, or ``raw`` bytes under ``key``."""
         if raw is not None:
             await self.producer.send(self.topic(TOPIC_POST_REQUESTED), key or "x", raw)
             return ""

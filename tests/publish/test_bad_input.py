@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.publish.harness import Harness, running_service
+from tests.publish.payloads import post_request
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
 
@@ -24,7 +25,6 @@ async def test_bad_events_are_rejected_and_dead_lettered(
     text = tmp_path / "notes.mp4"
     text.write_bytes(b"this is not a video at all, just text pretending" * 10)
     fake = await harness.put_file("videos/fake.mp4", text)
-    base = {"account_id": "acc-1", "kind": "video", "mode": "direct", "privacy_level": "SELF_ONLY"}
     async with running_service(harness.settings()):
         await harness.request_post(raw=b"{not json", key="acc-1")
         wrong_schema = json.dumps(
@@ -38,16 +38,12 @@ async def test_bad_events_are_rejected_and_dead_lettered(
         ).encode()
         await harness.request_post(raw=wrong_schema, key="acc-1")
         await harness.request_post(raw=b'{"pad": "' + b"x" * 300_000 + b'"}', key="acc-1")
-        await harness.request_post(
-            post_id="bad-account", **{**base, "account_id": "nobody"}, video={"uri": video.uri}
-        )
-        await harness.request_post(
-            post_id="bad-missing", **base, video={"uri": f"s3://{harness.bucket}/nope.mp4"}
-        )
-        await harness.request_post(post_id="bad-format", **base, video={"uri": fake.uri})
-        await harness.request_post(post_id="bad-bucket", **base, video={"uri": "s3://other-bucket/x.mp4"})
+        await harness.request_post(post_request("bad-account", video.uri, account_id="nobody"))
+        await harness.request_post(post_request("bad-missing", f"s3://{harness.bucket}/nope.mp4"))
+        await harness.request_post(post_request("bad-format", fake.uri))
+        await harness.request_post(post_request("bad-bucket", "s3://other-bucket/x.mp4"))
         # The consumer goes on: a good post after all of them is published.
-        await harness.request_post(post_id="good", **base, video={"uri": video.uri})
+        await harness.request_post(post_request("good", video.uri))
         await harness.wait_state("good", "published")
         for post_id, code in [
             ("bad-schema", "wrong_schema"),
@@ -83,19 +79,11 @@ async def test_same_post_id_twice_is_a_no_op_and_a_different_payload_is_rejected
 ) -> None:
     await harness.connect_account("acc-1", "alice")
     video = await harness.put_file("videos/dup.mp4", video_3s)
-    post = {
-        "post_id": "dup-1",
-        "account_id": "acc-1",
-        "kind": "video",
-        "mode": "direct",
-        "privacy_level": "SELF_ONLY",
-        "video": {"uri": video.uri},
-        "caption": "first",
-    }
+    post = post_request("dup-1", video.uri, caption="first")
     async with running_service(harness.settings()):
-        await harness.request_post(**post)
-        await harness.request_post(**post)
-        await harness.request_post(**{**post, "caption": "changed"})
+        await harness.request_post(post)
+        await harness.request_post(post)
+        await harness.request_post({**post, "caption": "changed"})
         conflict = await harness.wait_event(
             "dup-1", lambda e: e.error and e.error.code == "duplicate_post_id_conflict"
         )
@@ -111,10 +99,11 @@ async def test_creator_rules_are_checked_before_any_byte_is_sent(harness: Harnes
     await harness.sandbox.control.create_creator("shorty", private=True, max_video_post_duration_sec=2)
     await harness.connect_account("acc-s", "shorty")
     video = await harness.put_file("videos/3s.mp4", video_3s)
-    base = {"account_id": "acc-s", "kind": "video", "mode": "direct", "video": {"uri": video.uri}}
     async with running_service(harness.settings()):
-        await harness.request_post(post_id="too-public", **base, privacy_level="PUBLIC_TO_EVERYONE")
-        await harness.request_post(post_id="too-long", **base, privacy_level="SELF_ONLY")
+        await harness.request_post(
+            post_request("too-public", video.uri, account_id="acc-s", privacy_level="PUBLIC_TO_EVERYONE")
+        )
+        await harness.request_post(post_request("too-long", video.uri, account_id="acc-s"))
         public = await harness.wait_state("too-public", "rejected")
         long = await harness.wait_state("too-long", "rejected")
     assert public.error is not None and public.error.code == "privacy_level_option_mismatch"

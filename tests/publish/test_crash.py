@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 from tests.publish.harness import MIB, Harness
+from tests.publish.payloads import post_request
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -54,14 +55,7 @@ async def test_sigkill_mid_upload_resumes_and_publishes_once(
     await harness.sandbox.control.inject_fault("/video/", count=None, latency_ms=250)
     first = _start(harness, tmp_path / "service.log")
     try:
-        post_id = await harness.request_post(
-            post_id="big-1",
-            account_id="acc-1",
-            kind="video",
-            mode="direct",
-            video={"uri": video.uri},
-            privacy_level="SELF_ONLY",
-        )
+        post_id = await harness.request_post(post_request("big-1", video.uri))
         await _upload_started(harness, post_id, 30 * MIB)
         first.send_signal(signal.SIGKILL)
         await _wait_exit(first, 10)
@@ -104,14 +98,7 @@ async def test_sigterm_checkpoints_the_upload_and_exits_in_time(
     await harness.sandbox.control.inject_fault("/video/", count=None, latency_ms=250)
     first = _start(harness, tmp_path / "service.log")
     try:
-        post_id = await harness.request_post(
-            post_id="term-1",
-            account_id="acc-1",
-            kind="video",
-            mode="direct",
-            video={"uri": video.uri},
-            privacy_level="SELF_ONLY",
-        )
+        post_id = await harness.request_post(post_request("term-1", video.uri))
         await _upload_started(harness, post_id, 20 * MIB)
         first.send_signal(signal.SIGTERM)
         assert await _wait_exit(first, 25) == (0, True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.publish.harness import Harness, running_service
+from tests.publish.payloads import post_request
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
@@ -17,14 +18,13 @@ async def test_file_upload_direct_post_is_published_byte_exact(harness: Harness,
     video = await harness.put_file("videos/a.mp4", video_3s)
     async with running_service(harness.settings()):
         post_id = await harness.request_post(
-            post_id="post-1",
-            account_id="acc-1",
-            kind="video",
-            mode="direct",
-            video={"uri": video.uri},
-            caption="hello #fyp",
-            privacy_level="PUBLIC_TO_EVERYONE",
-            metadata={"cms_id": 42},
+            post_request(
+                "post-1",
+                video.uri,
+                caption="hello #fyp",
+                privacy_level="PUBLIC_TO_EVERYONE",
+                metadata={"cms_id": 42},
+            )
         )
         published = await harness.wait_state(post_id, "published")
         final = await harness.wait_event(post_id, lambda e: e.tiktok_post_ids, what="public post id")
@@ -51,7 +51,7 @@ async def test_draft_goes_to_the_inbox_and_is_published_when_the_creator_posts_i
             harness.tiktok_app.client_key, webhook_url=f"{base}/v1/webhooks/tiktok"
         )
         post_id = await harness.request_post(
-            post_id="draft-1", account_id="acc-1", kind="video", mode="draft", video={"uri": video.uri}
+            post_request("draft-1", video.uri, mode="draft", privacy_level=None)
         )
         done = await harness.wait_state(post_id, "inbox_delivered")
         sandbox_post = await harness.sandbox.control.post(done.publish_id or "")
@@ -74,16 +74,16 @@ async def test_photo_post_is_pulled_and_published(harness: Harness, image_jpeg: 
     photos = [await harness.put_file(f"photos/{i}.jpg", image_jpeg) for i in range(3)]
     async with running_service(harness.settings()):
         post_id = await harness.request_post(
-            post_id="photo-1",
-            account_id="acc-1",
-            kind="photo",
-            mode="direct",
-            transfer="pull_from_url",
-            photos=[{"uri": p.uri} for p in photos],
-            cover_index=1,
-            title="three frames",
-            description="a #photo post",
-            privacy_level="PUBLIC_TO_EVERYONE",
+            post_request(
+                "photo-1",
+                kind="photo",
+                transfer="pull_from_url",
+                photos=[{"uri": p.uri} for p in photos],
+                cover_index=1,
+                title="three frames",
+                description="a #photo post",
+                privacy_level="PUBLIC_TO_EVERYONE",
+            )
         )
         done = await harness.wait_state(post_id, "published")
     assert harness.log.states(post_id)[:4] == ["received", "validating", "processing", "published"]
@@ -98,15 +98,7 @@ async def test_pull_from_url_video_is_published_byte_exact(harness: Harness, vid
     await harness.connect_account("acc-1", "alice")
     video = await harness.put_file("videos/pull.mp4", video_3s)
     async with running_service(harness.settings()):
-        post_id = await harness.request_post(
-            post_id="pull-1",
-            account_id="acc-1",
-            kind="video",
-            mode="direct",
-            transfer="pull_from_url",
-            video={"uri": video.uri},
-            privacy_level="SELF_ONLY",
-        )
+        post_id = await harness.request_post(post_request("pull-1", video.uri, transfer="pull_from_url"))
         done = await harness.wait_state(post_id, "published")
     assert harness.log.states(post_id) == ["received", "validating", "processing", "published"]
     sandbox_post = await harness.sandbox.control.post(done.publish_id or "")
@@ -122,13 +114,7 @@ async def test_scheduled_post_waits_for_publish_at(harness: Harness, video_3s: P
     publish_at = datetime.now(UTC) + timedelta(seconds=4)
     async with running_service(harness.settings()):
         post_id = await harness.request_post(
-            post_id="sched-1",
-            account_id="acc-1",
-            kind="video",
-            mode="direct",
-            video={"uri": video.uri},
-            privacy_level="SELF_ONLY",
-            publish_at=publish_at.isoformat(),
+            post_request("sched-1", video.uri, publish_at=publish_at.isoformat())
         )
         await harness.wait_state(post_id, "scheduled")
         assert await harness.sandbox.control.posts() == []
@@ -150,14 +136,7 @@ async def test_http_submit_lookup_and_webhooks(harness: Harness, video_3s: Path)
 
     await harness.connect_account("acc-1", "alice")
     video = await harness.put_file("videos/http.mp4", video_3s)
-    body = {
-        "post_id": "http-1",
-        "account_id": "acc-1",
-        "kind": "video",
-        "mode": "direct",
-        "video": {"uri": video.uri},
-        "privacy_level": "PUBLIC_TO_EVERYONE",
-    }
+    body = post_request("http-1", video.uri, privacy_level="PUBLIC_TO_EVERYONE")
     async with running_service(harness.settings()) as base, aiohttp.ClientSession() as http:
         await harness.sandbox.control.update_app(
             harness.tiktok_app.client_key, webhook_url=f"{base}/v1/webhooks/tiktok"
@@ -213,15 +192,7 @@ async def test_a_scheduled_post_can_be_cancelled_before_it_starts(harness: Harne
     async with running_service(harness.settings()) as base, aiohttp.ClientSession(headers=auth) as http:
         for post_id in ("later-1", "now-1"):
             at = datetime.now(UTC) + timedelta(hours=1 if post_id == "later-1" else 0)
-            await harness.request_post(
-                post_id=post_id,
-                account_id="acc-1",
-                kind="video",
-                mode="direct",
-                video={"uri": video.uri},
-                privacy_level="SELF_ONLY",
-                publish_at=at.isoformat(),
-            )
+            await harness.request_post(post_request(post_id, video.uri, publish_at=at.isoformat()))
         await harness.wait_state("later-1", "scheduled")
         async with http.post(f"{base}/v1/posts/later-1/cancel") as r:
             assert r.status == 200 and (await r.json())["state"] == "cancelled"
@@ -240,22 +211,19 @@ async def test_photo_draft_and_pull_video_draft_reach_the_inbox(
     video = await harness.put_file("videos/d.mp4", video_3s)
     async with running_service(harness.settings()):
         await harness.request_post(
-            post_id="photo-draft",
-            account_id="acc-1",
-            kind="photo",
-            mode="draft",
-            transfer="pull_from_url",
-            photos=[{"uri": photo.uri}],
-            cover_index=0,
-            title="draft photo",
+            post_request(
+                "photo-draft",
+                kind="photo",
+                mode="draft",
+                privacy_level=None,
+                transfer="pull_from_url",
+                photos=[{"uri": photo.uri}],
+                cover_index=0,
+                title="draft photo",
+            )
         )
         await harness.request_post(
-            post_id="pull-draft",
-            account_id="acc-1",
-            kind="video",
-            mode="draft",
-            transfer="pull_from_url",
-            video={"uri": video.uri},
+            post_request("pull-draft", video.uri, mode="draft", privacy_level=None, transfer="pull_from_url")
         )
         photo_done = await harness.wait_state("photo-draft", "inbox_delivered")
         video_done = await harness.wait_state("pull-draft", "inbox_delivered")
@@ -272,14 +240,7 @@ async def test_a_post_that_overtakes_its_account_connect_event_waits_for_it_and_
     # topic): it must wait for the account, not be rejected as unknown_account (nothing lost).
     video = await harness.put_file("videos/early.mp4", video_3s)
     async with running_service(harness.settings(PUBLISH_UNKNOWN_ACCOUNT_GRACE_S="60")):
-        post_id = await harness.request_post(
-            post_id="early-1",
-            account_id="acc-late",
-            kind="video",
-            mode="direct",
-            video={"uri": video.uri},
-            privacy_level="SELF_ONLY",
-        )
+        post_id = await harness.request_post(post_request("early-1", video.uri, account_id="acc-late"))
         await harness.wait_state(post_id, "validating")
         await harness.connect_account("acc-late", "alice")  # the connect event arrives afterwards
         published = await harness.wait_state(post_id, "published")

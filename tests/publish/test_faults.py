@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.publish.harness import MIB, Harness, running_service
+from tests.publish.payloads import post_request
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
@@ -25,14 +26,7 @@ async def _publish_one(
     harness: Harness, video_3s: Path, post_id: str, size: int = 30 * MIB
 ) -> tuple[str, str]:
     video = await harness.put_padded_video(f"videos/{post_id}.mp4", video_3s, size)
-    await harness.request_post(
-        post_id=post_id,
-        account_id="acc-1",
-        kind="video",
-        mode="direct",
-        video={"uri": video.uri},
-        privacy_level="SELF_ONLY",
-    )
+    await harness.request_post(post_request(post_id, video.uri))
     return post_id, video.sha256
 
 
@@ -60,6 +54,19 @@ async def test_chunk_5xx_and_connection_resets_are_retried(harness: Harness, vid
     assert await harness.sandbox.control.request("GET", "/faults") == []
 
 
+async def _assert_faults_fired(harness: Harness, injected: dict[str, int]) -> None:
+    """Each injected fault answered a call of the service (none is left waiting at the sandbox), and
+    each faulted endpoint was called again afterwards and served: the recovery really was tested."""
+    assert await harness.sandbox.control.request("GET", "/faults") == [], "a fault never fired"
+    calls = (await harness.sandbox.control.call_counts())["calls"]
+    for endpoint, n in injected.items():
+        rows = [c for c in calls if c["endpoint"] == endpoint]
+        # A call the sandbox answered with a fault never reached TikTok's handler (no slot taken).
+        faulted = sum(c["calls"] - c["accepted"] - c["rate_limited"] for c in rows)
+        assert faulted >= n, (endpoint, rows)
+        assert sum(c["accepted"] for c in rows) >= 1, f"{endpoint} was not called again after its fault"
+
+
 async def test_429_and_5xx_on_api_calls_back_off_and_recover(harness: Harness, video_3s: Path) -> None:
     await harness.connect_account("acc-1", "alice")
     await harness.sandbox.control.inject_fault(CREATOR_INFO, count=1, status=500, error_code="internal_error")
@@ -71,6 +78,7 @@ async def test_429_and_5xx_on_api_calls_back_off_and_recover(harness: Harness, v
         post_id, sha = await _publish_one(harness, video_3s, "faulty-api", size=6 * MIB)
         await harness.wait_state(post_id, "published", timeout=150)
     await _assert_published_once(harness, {post_id: sha})
+    await _assert_faults_fired(harness, {CREATOR_INFO: 1, VIDEO_INIT: 1, STATUS: 1})
 
 
 async def test_expired_upload_url_means_a_new_init_and_one_post(harness: Harness, video_3s: Path) -> None:
@@ -143,15 +151,7 @@ async def answer_losing_proxy(target: str, lose_path: str) -> AsyncIterator[str]
 
 async def _lost_pull_init(harness: Harness, video_3s: Path, post_id: str) -> None:
     video = await harness.put_file(f"videos/{post_id}.mp4", video_3s)
-    await harness.request_post(
-        post_id=post_id,
-        account_id="acc-1",
-        kind="video",
-        mode="direct",
-        transfer="pull_from_url",
-        video={"uri": video.uri},
-        privacy_level="SELF_ONLY",
-    )
+    await harness.request_post(post_request(post_id, video.uri, transfer="pull_from_url"))
 
 
 async def test_pull_init_with_a_lost_answer_is_adopted_from_the_webhook(

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from tests.publish.harness import Harness, running_service
+from tests.publish.payloads import post_request
 from tiktok_sandbox.config import DEFAULT_RATE_LIMITS, SandboxConfig
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -59,14 +60,7 @@ async def test_two_replicas_share_fifty_posts(harness: Harness, video_3s: Path) 
         post_ids = [f"p-{i:02d}" for i in range(POSTS)]
         await asyncio.gather(
             *(
-                harness.request_post(
-                    post_id=pid,
-                    account_id=f"acc-{i % ACCOUNTS}",
-                    kind="video",
-                    mode="direct",
-                    video={"uri": video.uri},
-                    privacy_level="SELF_ONLY",
-                )
+                harness.request_post(post_request(pid, video.uri, account_id=f"acc-{i % ACCOUNTS}"))
                 for i, pid in enumerate(post_ids)
             )
         )

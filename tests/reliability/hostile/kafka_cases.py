@@ -7,7 +7,7 @@ status event, a phrase its message must contain, and where the record must show 
 the DLQ with the original bytes, or both). Cases with ``accepted=True`` are hostile-looking but legal
 (SQL in a caption, control characters): they must be published with their text intact.
 
-HTTP cases live next to their tests (``test_hostile_input.py``); they need a running service.
+The HTTP cases are in ``http_cases.py``.
 """
 
 from __future__ import annotations

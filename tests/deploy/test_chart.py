@@ -292,11 +292,16 @@ def test_keda_scales_on_the_backlog_then_the_lag(rendered: Rendered, target: str
 
 
 @pytest.mark.stack
-async def test_the_backlog_query_runs_on_publish_services_schema(
+async def test_the_backlog_query_counts_posts_due_or_in_progress(
     rendered: Rendered, database_url: str
 ) -> None:
-    """KEDA's query names real columns and states: run it on a migrated database, with posts in it."""
+    """KEDA's query, run on publish_service's migrated schema with real post rows: posts due now and
+    posts leased to a worker count; a post scheduled for later does not."""
+    from datetime import UTC, datetime, timedelta
+
     from common.db import apply_migrations, create_pool
+    from common.events import PostRequestedData
+    from publish_service.adapters.repository import Repository, Topics
     from publish_service.app import MIGRATIONS
     from publish_service.settings import SCHEMA
 
@@ -304,8 +309,33 @@ async def test_the_backlog_query_runs_on_publish_services_schema(
     query = backlog["metadata"]["query"]
     async with create_pool(database_url, min_size=1, max_size=2) as pool:
         await apply_migrations(pool, SCHEMA, MIGRATIONS)
+        repo = Repository(pool, SCHEMA, Topics(status="s", dlq="d", refresh="r", requested="q"))
         assert await pool.fetchval(query) == 0
-        with pytest.raises(asyncpg.PostgresError):  # the check can fail: a wrong column is an error
+
+        async def request(post_id: str, publish_at: datetime | None = None) -> None:
+            post = PostRequestedData.model_validate(
+                {
+                    "post_id": post_id,
+                    "account_id": "acc-1",
+                    "kind": "video",
+                    "mode": "direct",
+                    "privacy_level": "SELF_ONLY",
+                    "video": {"uri": "s3://media/v.mp4"},
+                    "publish_at": publish_at,
+                }
+            )
+            async with pool.acquire() as conn, conn.transaction():
+                await repo.record_request(conn, post, b"{}", None, b"acc-1")
+
+        await request("due-1")
+        await request("due-2")
+        await request("later", datetime.now(UTC) + timedelta(hours=1))
+        assert await pool.fetchval(query) == 2
+        claimed = await repo.claim("worker-1", 60.0)
+        assert claimed is not None
+        assert claimed.post_id in {"due-1", "due-2"}
+        assert await pool.fetchval(query) == 2  # one due, one in a worker's hands
+        with pytest.raises(asyncpg.PostgresError):  # a wrong column is an error, not a silent 0
             await pool.fetchval(query.replace("lease_until", "lease_untill"))
 
 

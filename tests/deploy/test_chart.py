@@ -475,6 +475,7 @@ REFUSED = [
         'kafka.securityProtocol "SASL_TLS"',
     ),
     (["-f", str(PROD_VALUES), "--set", "kafka.saslMechanism=GSSAPI"], 'kafka.saslMechanism "GSSAPI"'),
+    (["-f", str(PROD_VALUES), "--set", "kafka.securityProtocol=SSL"], "kafka.saslMechanism is set but"),
     (
         ["-f", str(PROD_VALUES), "--set", "migrate.createTopics=true"],
         "migrate.createTopics and strimzi.enabled",
@@ -489,6 +490,14 @@ REFUSED = [
         "terminationGracePeriodSeconds must exceed",
     ),
     (["-f", str(PROD_VALUES), "--set", "keda.backlog.type=cpu"], 'keda.backlog.type "cpu"'),
+    (
+        ["-f", str(PROD_VALUES), "--set", "strimzi.enabled=false"],
+        "kafka.auth.auth.username is required with SASL",
+    ),
+    (
+        ["-f", str(PROD_VALUES), "--set", "kafka.securityProtocol=SSL", "--set", "kafka.saslMechanism="],
+        "strimzi.authentication scram-sha-512 needs kafka.securityProtocol SASL_SSL",
+    ),
 ]
 
 
@@ -512,3 +521,69 @@ def test_bad_values_are_refused_with_a_message_naming_them(
     )
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+def helm_template(helm: str, tmp_path: Path, *args: str) -> list[dict[str, Any]]:
+    env = {
+        "HELM_CONFIG_HOME": str(tmp_path),
+        "HELM_CACHE_HOME": str(tmp_path),
+        "HELM_DATA_HOME": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [
+            helm,
+            "template",
+            "tiktok-pipeline",
+            str(CHART),
+            "--kube-version",
+            "1.31.0",
+            "-f",
+            str(PROD_VALUES),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_the_optional_parts_switch_off(helm: str, tmp_path: Path) -> None:
+    docs = helm_template(
+        helm,
+        tmp_path,
+        *("--set", "keda.enabled=false", "--set", "strimzi.enabled=false", "--set", "ingress.enabled=false"),
+        *("--set", "networkPolicy.enabled=false", "--set", "metrics.serviceMonitor.enabled=false"),
+        *("--set", "metrics.prometheusRule.enabled=false", "--set", "publish.replicas=2"),
+        *(
+            "--set",
+            "kafka.auth.auth.username=auth",
+            "--set",
+            "kafka.auth.auth.passwordSecret.name=auth-kafka",
+        ),
+        *(
+            "--set",
+            "kafka.auth.publish.username=publish",
+            "--set",
+            "kafka.auth.publish.passwordSecret.name=pub-kafka",
+        ),
+    )
+    kinds = {d["kind"] for d in docs}
+    assert kinds == {
+        "ConfigMap",
+        "Deployment",
+        "Job",
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceAccount",
+    }
+    # Without KEDA the chart sets the count itself.
+    assert one(docs, "Deployment", "publish-service")["spec"]["replicas"] == 2
+    # Without Strimzi the principals are the ones given.
+    env = env_of(service_container(docs, "publish-service"))
+    assert env["KAFKA_SASL_USERNAME"]["value"] == "publish"
+    assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "pub-kafka", "key": "password"}

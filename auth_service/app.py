@@ -245,5 +245,11 @@ def create_app(settings: Settings) -> web.Application:
         await app[LOOPS].check()
 
     add_routes(app)
-    add_health_routes(app, metrics.registry, {"database": database_ready, "loops": loops_ready})
+    add_health_routes(
+        app,
+        metrics.registry,
+        {"database": database_ready, "loops": loops_ready},
+        metrics_port=settings.metrics_port,
+        metrics_host=settings.http_host,
+    )
     return app

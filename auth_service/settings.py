@@ -8,6 +8,7 @@ from typing import Literal
 
 from common.cipher import KeyRing
 from common.errors import ConfigError
+from common.metrics_site import read_metrics_port
 from common.settings import EnvReader, Secret
 
 DEFAULT_SCOPES = ("user.info.basic", "video.upload", "video.publish")
@@ -60,6 +61,7 @@ class Settings:
     tiktok_scopes: tuple[str, ...] = DEFAULT_SCOPES
     http_host: str = "127.0.0.1"
     http_port: int = 8081
+    metrics_port: int | None = None  # METRICS_PORT: /metrics on its own port (common.metrics_site)
     db_schema: str = "auth"
     db_pool_min: int = 1
     db_pool_max: int = 10
@@ -118,6 +120,7 @@ class Settings:
             api_key=env.secret("API_KEY"),
             http_host=env.string("HTTP_HOST", "127.0.0.1"),
             http_port=env.integer("HTTP_PORT", 8081),
+            metrics_port=read_metrics_port(env, env.integer("HTTP_PORT", 8081)),
             db_pool_min=env.integer("AUTH_DB_POOL_MIN", 1),
             db_pool_max=env.integer("AUTH_DB_POOL_MAX", 10),
             consumer_group=env.string("AUTH_CONSUMER_GROUP", "auth-service"),

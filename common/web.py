@@ -15,9 +15,10 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from common.errors import PipelineError, Unauthorized
+from common.metrics_site import serve_metrics
 
 log = structlog.get_logger(__name__)
 
@@ -88,9 +89,15 @@ def api_key_middleware(api_key: str, protected_prefixes: Iterable[str]) -> Calla
 
 
 def add_health_routes(
-    app: web.Application, registry: CollectorRegistry, checks: dict[str, ReadinessCheck]
+    app: web.Application,
+    registry: CollectorRegistry,
+    checks: dict[str, ReadinessCheck],
+    *,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> None:
-    """``/healthz`` (the loop answers), ``/readyz`` (every check passes), ``/metrics`` (Prometheus)."""
+    """``/healthz`` (the loop answers), ``/readyz`` (every check passes), ``/metrics`` (Prometheus,
+    on ``metrics_host:metrics_port`` when a port is given: common.metrics_site)."""
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -106,11 +113,6 @@ def add_health_routes(
             return web.json_response({"status": "not_ready", "failed": failed}, status=503)
         return web.json_response({"status": "ready", "checks": sorted(checks)})
 
-    async def metrics(_request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(registry))
-        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-        return response
-
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    serve_metrics(app, registry, metrics_host, metrics_port)

@@ -267,7 +267,11 @@ def create_app(settings: Settings) -> web.Application:
             raise RuntimeError("still reading the account and token topics")
 
     add_health_routes(
-        app, app[METRICS].registry, {"database": db_ready, "loops": loops_ready, "state": state_ready}
+        app,
+        app[METRICS].registry,
+        {"database": db_ready, "loops": loops_ready, "state": state_ready},
+        metrics_port=settings.metrics_port,
+        metrics_host=settings.http_host,
     )
     app.add_routes(routes())
     return app

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from common.cipher import KeyRing
 from common.errors import ConfigError
+from common.metrics_site import read_metrics_port
 from common.settings import EnvReader, Secret
 from common.tiktok.chunks import DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK
 
@@ -35,6 +36,7 @@ class Settings:
     presign_ttl_s: int = 3 * 3600
     http_host: str = "127.0.0.1"
     http_port: int = 8082
+    metrics_port: int | None = None  # METRICS_PORT: /metrics on its own port (common.metrics_site)
     workers: int = 4
     chunk_size: int = DEFAULT_CHUNK
     stream_piece_bytes: int = 256 * 1024
@@ -91,6 +93,7 @@ class Settings:
             api_key=env.secret("API_KEY"),
             http_host=env.string("HTTP_HOST", "127.0.0.1"),
             http_port=env.integer("HTTP_PORT", 8082),
+            metrics_port=read_metrics_port(env, env.integer("HTTP_PORT", 8082)),
             workers=env.integer("PUBLISH_WORKERS", 4),
             chunk_size=chunk,
             lease_s=env.number("PUBLISH_LEASE_S", 60.0),

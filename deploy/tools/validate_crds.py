@@ -1,5 +1,8 @@
 """Validate the custom resources in rendered manifests against the JSON Schemas in deploy/schemas/.
 
+The schemas (KEDA, Prometheus Operator, Strimzi kinds the chart renders) are strict subsets written
+for this project from each operator's documented API, not copies of the operators' CRDs.
+
 kubernetes-validate knows only built-in kinds: for a custom resource it prints
 ``WARN ... Couldn't find schema for kind K with api version G/V`` and passes it. This script closes
 that gap: every document whose kind has a vendored schema is validated strictly here, and any kind
@@ -24,6 +27,12 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 # (apiVersion, kind) -> schema file in deploy/schemas/
 SCHEMAS: dict[tuple[str, str], str] = {
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-keda-v1alpha1.json",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentication-keda-v1alpha1.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"): "kafkatopic-strimzi-v1beta2.json",
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"): "kafkauser-strimzi-v1beta2.json",
 }
 
 

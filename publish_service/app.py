@@ -85,7 +85,6 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
                 status=settings.topic(TOPIC_POST_STATUS),
                 dlq=settings.topic(TOPIC_POST_REQUESTED_DLQ),
                 refresh=settings.topic(TOPIC_TOKEN_REFRESH_REQUESTED),
-                requested=settings.topic(TOPIC_POST_REQUESTED),
             ),
             rate_window_s=settings.rate_window_s,
             on_transition=lambda state: app[METRICS].posts.labels(state).inc(),

@@ -7,9 +7,10 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from common.errors import PipelineError
 from common.events import PostRequestedData, PostState
-from publish_service.domain.post import PostPatch, PostRow
+from publish_service.domain.post import LeaseLost, PostPatch, PostRow
+
+__all__ = ["Connection", "Executor", "LeaseLost", "Topics", "post_row", "set_clauses"]
 
 
 class Executor(Protocol):
@@ -27,18 +28,11 @@ class Connection(Executor, Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Any]: ...
 
 
-class LeaseLost(PipelineError):
-    """Another worker owns the post now, or it moved on without us; stop working on it."""
-
-    code = "lease_lost"
-
-
 @dataclass(frozen=True)
 class Topics:
     status: str
     dlq: str
     refresh: str
-    requested: str
 
 
 def post_row(r: Mapping[str, Any]) -> PostRow:

@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TypedDict
 
+from common.errors import PipelineError
 from common.events import PostRequestedData, PostState
 
 
@@ -50,6 +51,12 @@ class PostRow:
     progress_emitted_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+class LeaseLost(PipelineError):
+    """Another worker owns the post now, or it moved on without us; stop working on it."""
+
+    code = "lease_lost"
 
 
 class PostPatch(TypedDict, total=False):

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from common.errors import Conflict, NotFound
-from common.events import ErrorInfo, PostState, Progress
-from publish_service.adapters.pg import LeaseLost
-from publish_service.domain.post import PostPatch, PostRow
+from common.events import ErrorInfo, PostState
+from publish_service.domain.post import LeaseLost, PostRow
+from publish_service.handlers.ports import Transitions
 
 CANCELLABLE = frozenset({PostState.received, PostState.scheduled})
 
 
-class CancelStore(Protocol):
-    async def get(self, post_id: str) -> PostRow | None: ...
-    async def transition(
-        self,
-        row: PostRow,
-        target: PostState,
-        *,
-        owner: str | None,
-        progress: Progress | None = None,
-        error: ErrorInfo | None = None,
-        patch: PostPatch | None = None,
-    ) -> PostRow: ...
-
-
 class Cancellation:
-    def __init__(self, repo: CancelStore) -> None:
+    def __init__(self, repo: Transitions) -> None:
         self.repo = repo
 
     async def cancel(self, post_id: str) -> PostRow:

@@ -17,8 +17,8 @@ from pydantic_core import PydanticSerializationError
 from common.errors import InvalidInput
 from common.events import BadEvent, EventType, PostRequestedData, decode, is_text
 from common.kafka import ConsumerRecord
-from publish_service.adapters.repository import Repository, Tx
 from publish_service.domain.post import IntakeOutcome
+from publish_service.handlers.ports import IntakeStore, IntakeTx
 from publish_service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -56,7 +56,7 @@ def _usable(value: object, limit: int) -> TypeGuard[str]:
 
 
 class Intake:
-    def __init__(self, repo: Repository, metrics: Metrics) -> None:
+    def __init__(self, repo: IntakeStore, metrics: Metrics) -> None:
         self.repo = repo
         self.metrics = metrics
 
@@ -99,7 +99,7 @@ class Intake:
                         ],
                     )
 
-    async def _handle(self, tx: Tx, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _handle(self, tx: IntakeTx, record: ConsumerRecord[bytes, bytes]) -> None:
         raw = record.value or b""
         headers = [
             ("source_topic", record.topic.encode()),

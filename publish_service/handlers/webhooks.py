@@ -16,8 +16,8 @@ import structlog
 
 from common.errors import InvalidInput
 from common.events import BadEvent, PostState, parse_json
-from publish_service.adapters.repository import LeaseLost, Repository
-from publish_service.domain.post import PostPatch, PostRow
+from publish_service.domain.post import LeaseLost, PostPatch, PostRow
+from publish_service.handlers.ports import WebhookStore
 from publish_service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -84,7 +84,7 @@ def parse_webhook(body: bytes) -> Webhook:
 
 
 class WebhookHandler:
-    def __init__(self, repo: Repository, metrics: Metrics) -> None:
+    def __init__(self, repo: WebhookStore, metrics: Metrics) -> None:
         self.repo = repo
         self.metrics = metrics
 

@@ -17,9 +17,8 @@ import structlog
 from common.cipher import TokenCipher
 from common.events import ErrorInfo, PostState
 from common.tasks import sleep_or_stop
-from publish_service.adapters.pg import LeaseLost
 from publish_service.domain import backoff
-from publish_service.domain.post import PostPatch, PostRow
+from publish_service.domain.post import LeaseLost, PostPatch, PostRow
 from publish_service.domain.states import is_legal
 from publish_service.domain.validation import Rejected
 from publish_service.handlers.calls import Deferred, Failed, Steps

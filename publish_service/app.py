@@ -41,11 +41,13 @@ from common.web import add_health_routes, api_key_middleware, correlation_middle
 from publish_service.adapters.kafka_state import FullTopicReader
 from publish_service.adapters.media import MediaSource
 from publish_service.adapters.repository import Repository, Topics
+from publish_service.handlers.cancel import Cancellation
 from publish_service.handlers.intake import Intake
 from publish_service.handlers.state_sync import StateSync
 from publish_service.handlers.webhooks import WebhookHandler
 from publish_service.handlers.worker import Worker
 from publish_service.keys import (
+    CANCELLATION,
     HTTP,
     LOOPS,
     METRICS,
@@ -83,7 +85,6 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
                 status=settings.topic(TOPIC_POST_STATUS),
                 dlq=settings.topic(TOPIC_POST_REQUESTED_DLQ),
                 refresh=settings.topic(TOPIC_TOKEN_REFRESH_REQUESTED),
-                requested=settings.topic(TOPIC_POST_REQUESTED),
             ),
             rate_window_s=settings.rate_window_s,
             on_transition=lambda state: app[METRICS].posts.labels(state).inc(),
@@ -180,6 +181,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     app[STATE_READER] = reader
     app[WORKER] = worker
     app[WEBHOOKS] = WebhookHandler(repo, metrics)
+    app[CANCELLATION] = Cancellation(repo)
 
     async def read_state() -> None:
         await reader.run(sync.handle, loops.stopping)

@@ -14,6 +14,7 @@ from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient
 from publish_service.adapters.kafka_state import FullTopicReader
 from publish_service.adapters.repository import Repository
+from publish_service.handlers.cancel import Cancellation
 from publish_service.handlers.webhooks import WebhookHandler
 from publish_service.handlers.worker import Worker
 from publish_service.metrics import Metrics
@@ -28,6 +29,7 @@ STORE = web.AppKey("object_store", ObjectStore)
 HTTP = web.AppKey("http_session", aiohttp.ClientSession)
 TIKTOK = web.AppKey("tiktok", TikTokClient)
 WEBHOOKS = web.AppKey("webhooks", WebhookHandler)
+CANCELLATION = web.AppKey("cancellation", Cancellation)
 WORKER = web.AppKey("worker", Worker)
 STATE_READER = web.AppKey("state_reader", FullTopicReader)
 LOOPS = web.AppKey("loops", BackgroundLoops)

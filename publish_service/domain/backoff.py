@@ -28,9 +28,6 @@ TRANSIENT = Backoff(initial=1.0, factor=2.0, maximum=120.0)
 RATE_LIMITED = Backoff(initial=10.0, factor=2.0, maximum=300.0)
 """429 ``rate_limit_exceeded``: TikTok documents no Retry-After; the next minute window is the unit."""
 
-DAILY_CAP = Backoff(initial=900.0, factor=2.0, maximum=6 * 3600.0)
-"""``spam_risk_too_many_posts`` and other 24-hour caps: try again much later, not never."""
-
 MAX_TRANSIENT_ATTEMPTS = 12
 MAX_CAP_ATTEMPTS = 8
 

@@ -28,9 +28,6 @@ TRANSITIONS: dict[PostState, frozenset[PostState]] = {
     S.cancelled: frozenset(),
 }
 
-WORKABLE: frozenset[PostState] = frozenset({S.received, S.scheduled, S.validating, S.uploading, S.processing})
-"""States a worker claims the post in (plus published/inbox_delivered while still watched)."""
-
 
 class IllegalTransition(ValueError):
     pass

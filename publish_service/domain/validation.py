@@ -7,13 +7,12 @@ a request that leaves comments on for a creator who allows none is not wrong, ju
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from common.events import PostMode, PostRequestedData, utf16_len
 from common.tiktok.chunks import MAX_VIDEO_SIZE
-from common.tiktok.client import CreatorInfo
 from publish_service.domain.media import MediaError, VideoInfo
 
 API_MAX_DURATION_S = 600  # the longest video any API client may send (§5.4)
@@ -22,6 +21,21 @@ VIDEO_CAPTION_MAX = 2200
 PHOTO_TITLE_MAX = 90
 PHOTO_DESCRIPTION_MAX = 4000
 DURATION_TOLERANCE_S = 0.5  # container durations round; don't reject 180.02 s for a 180 s limit
+
+
+class CreatorInfo(Protocol):
+    """What creator_info tells about the creator (``common.tiktok.client.CreatorInfo`` has this shape)."""
+
+    @property
+    def privacy_level_options(self) -> Sequence[str]: ...
+    @property
+    def comment_disabled(self) -> bool: ...
+    @property
+    def duet_disabled(self) -> bool: ...
+    @property
+    def stitch_disabled(self) -> bool: ...
+    @property
+    def max_video_post_duration_sec(self) -> int: ...
 
 
 class Rejected(Exception):

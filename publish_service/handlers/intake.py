@@ -8,7 +8,7 @@ the records come again, and the post_id check makes the repeat a no-op.
 from __future__ import annotations
 
 import json
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
 import asyncpg
 import structlog
@@ -17,7 +17,8 @@ from pydantic_core import PydanticSerializationError
 from common.errors import InvalidInput
 from common.events import BadEvent, EventType, PostRequestedData, decode, is_text
 from common.kafka import ConsumerRecord
-from publish_service.adapters.repository import IntakeOutcome, Repository
+from publish_service.domain.post import IntakeOutcome
+from publish_service.handlers.ports import IntakeStore, IntakeTx
 from publish_service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -55,27 +56,27 @@ def _usable(value: object, limit: int) -> TypeGuard[str]:
 
 
 class Intake:
-    def __init__(self, repo: Repository, metrics: Metrics) -> None:
+    def __init__(self, repo: IntakeStore, metrics: Metrics) -> None:
         self.repo = repo
         self.metrics = metrics
 
     async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Store every record of the batch in one transaction (the caller commits offsets after)."""
         try:
-            async with self.repo.pool.acquire() as conn, conn.transaction():
+            async with self.repo.transaction() as tx:
                 for record in records:
-                    await self._handle(conn, record)
+                    await self._handle(tx, record)
         except UNSTORABLE:
             # A record the checks let through still broke the batch, and would break it again on every
             # retry: store the batch once more, a savepoint per record, so only that one is rejected.
             await self._handle_one_by_one(records)
 
     async def _handle_one_by_one(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        async with self.repo.pool.acquire() as conn, conn.transaction():
+        async with self.repo.transaction() as tx:
             for record in records:
                 try:
-                    async with conn.transaction():
-                        await self._handle(conn, record)
+                    async with tx.savepoint():
+                        await self._handle(tx, record)
                 except UNSTORABLE as exc:
                     post_id, account_id, correlation = _salvage_ids(record)
                     message = f"the request could not be stored: {type(exc).__name__}: {exc}"[:500]
@@ -83,8 +84,7 @@ class Intake:
                         "post_request_unstorable", post_id=post_id, offset=record.offset, error=message
                     )
                     self.metrics.requests.labels("unstorable").inc()
-                    await self.repo.reject_event(
-                        conn,
+                    await tx.reject_event(
                         post_id=post_id,
                         account_id=account_id,
                         code="unstorable",
@@ -99,7 +99,7 @@ class Intake:
                         ],
                     )
 
-    async def _handle(self, conn: Any, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _handle(self, tx: IntakeTx, record: ConsumerRecord[bytes, bytes]) -> None:
         raw = record.value or b""
         headers = [
             ("source_topic", record.topic.encode()),
@@ -118,8 +118,7 @@ class Intake:
                 offset=record.offset,
             )
             self.metrics.requests.labels(exc.code).inc()
-            await self.repo.reject_event(
-                conn,
+            await tx.reject_event(
                 post_id=post_id,
                 account_id=account_id,
                 code=exc.code,
@@ -131,12 +130,12 @@ class Intake:
             )
             return
         post = envelope.data
-        if not await self.repo.account_known(conn, post.account_id):
+        if not await tx.account_known(post.account_id):
             # Not rejected here: a post can overtake its account's connect event. The worker waits
             # PUBLISH_UNKNOWN_ACCOUNT_GRACE_S for the account, then rejects it as unknown_account.
             log.info("post_request_account_not_yet_known", post_id=post.post_id, account_id=post.account_id)
             self.metrics.requests.labels("account_not_yet_known").inc()
-        outcome = await self.repo.record_request(conn, post, raw, envelope.correlation_id, record.key)
+        outcome = await tx.record_request(post, raw, envelope.correlation_id, record.key)
         self.metrics.requests.labels(outcome.value).inc()
         if outcome is IntakeOutcome.conflict:
             log.warning("post_request_conflict", post_id=post.post_id)

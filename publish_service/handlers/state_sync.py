@@ -6,13 +6,13 @@ import structlog
 
 from common.events import AccessTokenData, AccountData, BadEvent, decode
 from common.kafka import ConsumerRecord
-from publish_service.adapters.repository import Repository
+from publish_service.handlers.ports import StateStore
 
 log = structlog.get_logger(__name__)
 
 
 class StateSync:
-    def __init__(self, repo: Repository, accounts_topic: str, tokens_topic: str) -> None:
+    def __init__(self, repo: StateStore, accounts_topic: str, tokens_topic: str) -> None:
         self.repo = repo
         self.accounts_topic = accounts_topic
         self.tokens_topic = tokens_topic

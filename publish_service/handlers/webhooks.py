@@ -16,7 +16,8 @@ import structlog
 
 from common.errors import InvalidInput
 from common.events import BadEvent, PostState, parse_json
-from publish_service.adapters.repository import LeaseLost, PostRow, Repository
+from publish_service.domain.post import LeaseLost, PostPatch, PostRow
+from publish_service.handlers.ports import WebhookStore
 from publish_service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -83,7 +84,7 @@ def parse_webhook(body: bytes) -> Webhook:
 
 
 class WebhookHandler:
-    def __init__(self, repo: Repository, metrics: Metrics) -> None:
+    def __init__(self, repo: WebhookStore, metrics: Metrics) -> None:
         self.repo = repo
         self.metrics = metrics
 
@@ -110,8 +111,9 @@ class WebhookHandler:
                         await self.repo.emit_update(
                             post,
                             owner=None,
-                            tiktok_post_ids=post.tiktok_post_ids + ids,
-                            awaiting_post_id=False,
+                            patch=PostPatch(
+                                tiktok_post_ids=post.tiktok_post_ids + ids, awaiting_post_id=False
+                            ),
                         )
                     except LeaseLost:
                         await self.repo.wake(post.post_id)  # a worker holds it; it will fetch the id itself
@@ -120,7 +122,10 @@ class WebhookHandler:
                 # The creator posted the draft from the TikTok app (spec §4.8): the draft is published.
                 try:
                     await self.repo.transition(
-                        post, PostState.published, owner=None, tiktok_status="PUBLISH_COMPLETE"
+                        post,
+                        PostState.published,
+                        owner=None,
+                        patch=PostPatch(tiktok_status="PUBLISH_COMPLETE"),
                     )
                 except LeaseLost:
                     return self._count("stale")
@@ -143,7 +148,10 @@ class WebhookHandler:
         log.info("pull_init_adopted", post_id=post.post_id, publish_id=publish_id)
         try:
             return await self.repo.transition(
-                post, PostState.processing, owner=None, publish_id=publish_id, init_in_doubt=False, polls=0
+                post,
+                PostState.processing,
+                owner=None,
+                patch=PostPatch(publish_id=publish_id, init_in_doubt=False, polls=0),
             )
         except LeaseLost:
             return None

@@ -8,13 +8,13 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from common.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from common.events import BadEvent, ErrorInfo, EventType, PostRequestedData, PostState, encode, parse_json
+from common.errors import InvalidInput, NotFound, Unauthorized
+from common.events import BadEvent, EventType, PostRequestedData, encode, parse_json
 from common.kafka import TOPIC_POST_REQUESTED
 from common.tiktok.webhooks import BadSignature, verify
-from publish_service.adapters.repository import LeaseLost
 from publish_service.handlers.webhooks import parse_webhook
-from publish_service.keys import PRODUCER, REPO, SETTINGS, WEBHOOKS
+from publish_service.keys import CANCELLATION, PRODUCER, REPO, SETTINGS, WEBHOOKS
+from publish_service.web.views import post_view
 
 log = structlog.get_logger(__name__)
 
@@ -23,29 +23,13 @@ async def get_post(request: web.Request) -> web.Response:
     post = await request.app[REPO].get(request.match_info["post_id"])
     if post is None:
         raise NotFound(f"no post {request.match_info['post_id']!r}")
-    return web.json_response(post.public_view())
+    return web.json_response(post_view(post))
 
 
 async def cancel_post(request: web.Request) -> web.Response:
     """Cancel a post TikTok has not heard of yet (received or scheduled); 409 once work has begun."""
-    repo = request.app[REPO]
-    post = await repo.get(request.match_info["post_id"])
-    if post is None:
-        raise NotFound(f"no post {request.match_info['post_id']!r}")
-    if post.state is PostState.cancelled:
-        return web.json_response(post.public_view())
-    if post.state not in (PostState.received, PostState.scheduled):
-        raise Conflict(f"the post is {post.state.value}; only received or scheduled posts can be cancelled")
-    try:
-        cancelled = await repo.transition(
-            post,
-            PostState.cancelled,
-            owner=None,
-            error=ErrorInfo(code="cancelled", message="cancelled by the caller"),
-        )
-    except LeaseLost as exc:
-        raise Conflict("the post started publishing just now; it can no longer be cancelled") from exc
-    return web.json_response(cancelled.public_view())
+    cancelled = await request.app[CANCELLATION].cancel(request.match_info["post_id"])
+    return web.json_response(post_view(cancelled))
 
 
 async def submit_post(request: web.Request) -> web.Response:

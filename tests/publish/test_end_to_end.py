@@ -197,6 +197,10 @@ async def test_a_scheduled_post_can_be_cancelled_before_it_starts(harness: Harne
         async with http.post(f"{base}/v1/posts/later-1/cancel") as r:
             assert r.status == 200 and (await r.json())["state"] == "cancelled"
         await harness.wait_state("later-1", "cancelled")
+        async with http.post(f"{base}/v1/posts/later-1/cancel") as r:  # again: the same answer
+            assert r.status == 200 and (await r.json())["state"] == "cancelled"
+        async with http.post(f"{base}/v1/posts/nobody-1/cancel") as r:
+            assert r.status == 404
         await harness.wait_state("now-1", "published")
         async with http.post(f"{base}/v1/posts/now-1/cancel") as r:
             assert r.status == 409

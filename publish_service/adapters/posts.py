@@ -1,0 +1,321 @@
+"""Posts and their transitions, with the status event enqueued in the transaction that changes the row.
+
+Every change a dashboard should see goes through :meth:`Posts.transition` or :meth:`Posts.emit_update`,
+which bump ``seq`` and enqueue the status event with the row change, so both commit together. Workers
+hold a lease on a post; their writes check it, so a worker whose lease was taken over can no longer
+change the post. Every method takes the connection (or pool) to run on: see ``Repository``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from common.events import (
+    ErrorInfo,
+    EventType,
+    PostRequestedData,
+    PostState,
+    PostStatusData,
+    Progress,
+    encode,
+)
+from common.outbox import enqueue
+from publish_service.adapters.dead_letters import DeadLetters
+from publish_service.adapters.pg import Connection, Executor, LeaseLost, post_row, set_clauses
+from publish_service.domain.post import IntakeOutcome, PostPatch, PostRow, request_hash
+from publish_service.domain.states import check_transition
+
+
+def _error_patch(error: ErrorInfo) -> PostPatch:
+    return PostPatch(
+        error_code=error.code,
+        error_message=error.message,
+        error_retryable=error.retryable,
+        error_log_id=error.tiktok_log_id,
+    )
+
+
+class Posts:
+    def __init__(
+        self,
+        schema: str,
+        status_topic: str,
+        dead_letters: DeadLetters,
+        on_transition: Callable[[str], None] | None = None,
+    ) -> None:
+        self._schema = schema
+        self._t = f"{schema}.posts"
+        self._status_topic = status_topic
+        self._dead_letters = dead_letters
+        self._on_transition = on_transition
+
+    def counted(self, state: str) -> None:
+        if self._on_transition is not None:
+            self._on_transition(state)
+
+    # ------------------------------------------------------------------------------ status events
+
+    async def emit(
+        self,
+        db: Executor,
+        row: PostRow,
+        *,
+        progress: Progress | None = None,
+        error: ErrorInfo | None = None,
+        state: PostState | None = None,
+        seq: int | None = None,
+    ) -> None:
+        if (
+            error is None
+            and row.error_code
+            and (state or row.state) in (PostState.failed, PostState.rejected)
+        ):
+            error = ErrorInfo(
+                code=row.error_code,
+                message=row.error_message or "",
+                retryable=bool(row.error_retryable),
+                tiktok_log_id=row.error_log_id,
+            )
+        data = PostStatusData(
+            post_id=row.post_id,
+            account_id=row.account_id,
+            seq=row.seq if seq is None else seq,
+            state=state or row.state,
+            attempt=row.attempt,
+            progress=progress,
+            publish_id=row.publish_id,
+            tiktok_post_ids=list(row.tiktok_post_ids),
+            error=error,
+            metadata=row.request.metadata,
+        )
+        value, headers = encode(EventType.post_status, data, correlation_id=row.correlation_id)
+        await enqueue(db, self._schema, self._status_topic, row.post_id, value, headers)
+
+    # ------------------------------------------------------------------------------ intake
+
+    async def record_request(
+        self, db: Executor, post: PostRequestedData, raw: bytes, correlation_id: str | None, key: bytes | None
+    ) -> IntakeOutcome:
+        """Store a new post (state received, or scheduled) with its events; detect repeats. In ``db``'s
+        transaction."""
+        digest = request_hash(post)
+        inserted = await db.fetchrow(
+            f"""
+            INSERT INTO {self._t} (post_id, account_id, request, request_hash, raw_event, correlation_id,
+                                   state, seq, publish_at, next_attempt_at, raw_key)
+            VALUES ($1, $2, $3::jsonb, $4, $5, $6, 'received', 1, $7,
+                    greatest(now(), coalesce($7, now())), $8)
+            ON CONFLICT (post_id) DO NOTHING
+            RETURNING *
+            """,
+            post.post_id,
+            post.account_id,
+            post.model_dump_json(),
+            digest,
+            raw,
+            correlation_id,
+            post.publish_at,
+            key,
+        )
+        if inserted is None:
+            existing = await db.fetchrow(
+                f"SELECT * FROM {self._t} WHERE post_id = $1 FOR UPDATE", post.post_id
+            )
+            if existing["request_hash"] == digest:
+                return IntakeOutcome.duplicate
+            row = post_row(existing)
+            seq = await db.fetchval(
+                f"UPDATE {self._t} SET seq = seq + 1 WHERE post_id = $1 RETURNING seq", post.post_id
+            )
+            message = "this post_id was already used for a different request; the original post goes on"
+            error = ErrorInfo(code="duplicate_post_id_conflict", message=message)
+            await self.emit(db, row, state=PostState.rejected, seq=seq, error=error)
+            await self._dead_letters.send(
+                db, key or post.account_id.encode(), raw, "duplicate_post_id_conflict", message
+            )
+            return IntakeOutcome.conflict
+        row = post_row(inserted)
+        await self.emit(db, row)
+        self.counted(PostState.received.value)
+        scheduled = await db.fetchrow(
+            f"""
+            UPDATE {self._t} SET state = 'scheduled', seq = seq + 1, updated_at = now()
+            WHERE post_id = $1 AND publish_at > now() RETURNING *
+            """,
+            post.post_id,
+        )
+        if scheduled is not None:
+            await self.emit(db, post_row(scheduled))
+            self.counted(PostState.scheduled.value)
+        return IntakeOutcome.created
+
+    # ------------------------------------------------------------------------------ leases
+
+    async def claim(self, db: Executor, owner: str, lease_s: float) -> PostRow | None:
+        """Take one due post (``FOR UPDATE SKIP LOCKED``) and lease it to ``owner``."""
+        record = await db.fetchrow(
+            f"""
+            WITH due AS (
+                SELECT post_id FROM {self._t}
+                WHERE (state IN ('received', 'scheduled', 'validating', 'uploading', 'processing')
+                       OR awaiting_post_id)
+                  AND next_attempt_at <= now()
+                  AND (lease_until IS NULL OR lease_until < now())
+                ORDER BY next_attempt_at
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE {self._t} p
+            SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
+            FROM due WHERE p.post_id = due.post_id
+            RETURNING p.*
+            """,
+            owner,
+            lease_s,
+        )
+        return post_row(record) if record is not None else None
+
+    async def save(self, db: Executor, row: PostRow, owner: str, lease_s: float, patch: PostPatch) -> PostRow:
+        """Checkpoint columns and renew the lease; no event. Raises :class:`LeaseLost`."""
+        sets, values = set_clauses(patch, 5)
+        record = await db.fetchrow(
+            f"""
+            UPDATE {self._t} SET updated_at = now(), lease_until = now() + make_interval(secs => $3){sets}
+            WHERE post_id = $1 AND lease_owner = $2 AND state = $4 RETURNING *
+            """,
+            row.post_id,
+            owner,
+            lease_s,
+            row.state.value,
+            *values,
+        )
+        if record is None:
+            raise LeaseLost(f"post {row.post_id} is no longer leased to {owner}")
+        return post_row(record)
+
+    async def release(self, db: Executor, row: PostRow, owner: str, delay_s: float, patch: PostPatch) -> None:
+        """Give the lease back; the post is due again in ``delay_s`` seconds."""
+        sets, values = set_clauses(patch, 4)
+        await db.execute(
+            f"""
+            UPDATE {self._t}
+            SET lease_owner = NULL, lease_until = NULL, updated_at = now(),
+                next_attempt_at = now() + make_interval(secs => $3){sets}
+            WHERE post_id = $1 AND lease_owner = $2
+            """,
+            row.post_id,
+            owner,
+            delay_s,
+            *values,
+        )
+
+    # ------------------------------------------------------------------------------ transitions
+
+    async def transition(
+        self,
+        db: Connection,
+        row: PostRow,
+        target: PostState,
+        *,
+        owner: str | None,
+        progress: Progress | None,
+        error: ErrorInfo | None,
+        patch: PostPatch,
+    ) -> PostRow:
+        """Move the post from ``row.state`` to ``target`` and emit the status event, atomically.
+
+        With an ``owner`` the lease must still be theirs; without (webhooks, cancel), only the state is
+        checked.
+        """
+        check_transition(row.state, target)
+        if error is not None:
+            merged = _error_patch(error)
+            merged.update(patch)
+            patch = merged
+        sets, values = set_clauses(patch, 5)
+        owner_check = "AND lease_owner = $4" if owner is not None else "AND ($4::text IS NULL)"
+        async with db.transaction():
+            record = await db.fetchrow(
+                f"""
+                UPDATE {self._t} SET state = $2, seq = seq + 1, updated_at = now(){sets}
+                WHERE post_id = $1 AND state = $3 {owner_check} RETURNING *
+                """,
+                row.post_id,
+                target.value,
+                row.state.value,
+                owner,
+                *values,
+            )
+            if record is None:
+                raise LeaseLost(f"post {row.post_id} moved on from {row.state} or changed owner")
+            new = post_row(record)
+            await self.emit(db, new, progress=progress, error=error)
+            if target is PostState.rejected:
+                await self._dead_letters.send(
+                    db,
+                    new.raw_key if new.raw_key is not None else new.account_id,
+                    new.raw_event,
+                    new.error_code or "rejected",
+                    new.error_message or "",
+                )
+        self.counted(target.value)
+        return new
+
+    async def emit_update(
+        self, db: Connection, row: PostRow, *, owner: str | None, progress: Progress | None, patch: PostPatch
+    ) -> PostRow:
+        """An event in the same state (upload progress, the public post id arrived)."""
+        sets, values = set_clauses(patch, 4)
+        owner_check = "AND lease_owner = $3" if owner is not None else "AND ($3::text IS NULL)"
+        async with db.transaction():
+            record = await db.fetchrow(
+                f"""
+                UPDATE {self._t} SET seq = seq + 1, updated_at = now(){sets}
+                WHERE post_id = $1 AND state = $2 {owner_check} RETURNING *
+                """,
+                row.post_id,
+                row.state.value,
+                owner,
+                *values,
+            )
+            if record is None:
+                raise LeaseLost(f"post {row.post_id} moved on or changed owner")
+            new = post_row(record)
+            await self.emit(db, new, progress=progress)
+            return new
+
+    # ------------------------------------------------------------------------------ reads
+
+    async def get(self, db: Executor, post_id: str) -> PostRow | None:
+        if "\x00" in post_id:  # no stored id holds one (text cannot), and Postgres refuses the query
+            return None
+        record = await db.fetchrow(f"SELECT * FROM {self._t} WHERE post_id = $1", post_id)
+        return post_row(record) if record is not None else None
+
+    async def by_publish_id(self, db: Executor, publish_id: str) -> PostRow | None:
+        if "\x00" in publish_id:
+            return None
+        record = await db.fetchrow(f"SELECT * FROM {self._t} WHERE publish_id = $1", publish_id)
+        return post_row(record) if record is not None else None
+
+    async def in_doubt_for(self, db: Executor, open_id: str) -> list[PostRow]:
+        """Posts of the creator with this open_id whose PULL init lost its answer."""
+        records = await db.fetch(
+            f"""
+            SELECT p.* FROM {self._t} p JOIN {self._schema}.accounts a USING (account_id)
+            WHERE a.open_id = $1 AND p.init_in_doubt AND p.publish_id IS NULL AND p.state = 'validating'
+            """,
+            open_id,
+        )
+        return [post_row(r) for r in records]
+
+    async def wake(self, db: Executor, post_id: str) -> None:
+        """Make a post due now (a webhook said something happened)."""
+        await db.execute(
+            f"UPDATE {self._t} SET next_attempt_at = now() WHERE post_id = $1 AND next_attempt_at > now()",
+            post_id,
+        )
+
+    async def count_by_state(self, db: Executor) -> dict[str, int]:
+        rows = await db.fetch(f"SELECT state, count(*) AS n FROM {self._t} GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}

@@ -153,14 +153,7 @@ async def test_sigterm_during_a_chunk_retry_wait_checkpoints_before_the_deadline
         harness, log_path, PUBLISH_WORKERS="1", PUBLISH_LEASE_S="60", SHUTDOWN_DEADLINE_S=str(deadline_s)
     )
     try:
-        post_id = await harness.request_post(
-            post_id="retry-1",
-            account_id="acc-1",
-            kind="video",
-            mode="direct",
-            video={"uri": video.uri},
-            privacy_level="SELF_ONLY",
-        )
+        post_id = await harness.request_post(post_request("retry-1", video.uri))
         await _upload_started(harness, post_id, 20 * MIB)
         await harness.sandbox.control.clear_faults()
         await harness.sandbox.control.inject_fault("/video/", count=None, status=503)

@@ -293,6 +293,53 @@ class RefreshRequestedData(_Frozen):
 
 
 # --------------------------------------------------------------------------------------------------
+# tiktok.post.metrics, tiktok.account.stats (insights, docs/insights.md)
+# --------------------------------------------------------------------------------------------------
+
+
+class InsightsUnavailable(StrEnum):
+    """Why an insights event carries no counts."""
+
+    scope_missing = "scope_missing"  # the creator did not grant video.list / user.info.stats
+    video_unavailable = "video_unavailable"  # TikTok no longer returns the video: deleted or not public
+
+
+class PostMetricsData(_Frozen):
+    """One scheduled fetch of a published post's counts (key ``post_id``).
+
+    The counts are absent when ``insights_unavailable`` says why; ``scope_missing`` is sent once per
+    post, not on every slot.
+    """
+
+    post_id: str
+    account_id: str
+    tiktok_post_id: str
+    slot: int = Field(ge=0)  # index in the schedule
+    slot_after_s: float = Field(ge=0)  # the slot's delay after publishing
+    fetched_at: datetime
+    view_count: int | None = Field(default=None, ge=0)
+    like_count: int | None = Field(default=None, ge=0)
+    comment_count: int | None = Field(default=None, ge=0)
+    share_count: int | None = Field(default=None, ge=0)
+    insights_unavailable: InsightsUnavailable | None = None
+    tiktok_log_id: str | None = None
+    metadata: dict[str, Any] | None = None  # the post request's metadata, as given
+
+
+class AccountStatsData(_Frozen):
+    """An account's counts from ``/v2/user/info/`` (key ``account_id``; the topic is compacted)."""
+
+    account_id: str
+    fetched_at: datetime
+    follower_count: int | None = Field(default=None, ge=0)
+    following_count: int | None = Field(default=None, ge=0)
+    likes_count: int | None = Field(default=None, ge=0)
+    video_count: int | None = Field(default=None, ge=0)
+    insights_unavailable: InsightsUnavailable | None = None
+    tiktok_log_id: str | None = None
+
+
+# --------------------------------------------------------------------------------------------------
 # The envelope
 # --------------------------------------------------------------------------------------------------
 
@@ -319,6 +366,8 @@ class EventType(StrEnum):
     account_disconnected = "tiktok.account.disconnected"
     access_token = "tiktok.access_token.issued"  # noqa: S105 (an event name)
     refresh_requested = "tiktok.token.refresh_requested"
+    post_metrics = "tiktok.post.metrics"
+    account_stats = "tiktok.account.stats"
 
 
 DATA_MODELS: dict[str, type[BaseModel]] = {
@@ -330,6 +379,8 @@ DATA_MODELS: dict[str, type[BaseModel]] = {
     EventType.account_disconnected: AccountData,
     EventType.access_token: AccessTokenData,
     EventType.refresh_requested: RefreshRequestedData,
+    EventType.post_metrics: PostMetricsData,
+    EventType.account_stats: AccountStatsData,
 }
 
 

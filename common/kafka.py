@@ -29,6 +29,8 @@ __all__ = [
     "DAY_MS",
     "TOPIC_ACCESS_TOKENS",
     "TOPIC_ACCOUNTS",
+    "TOPIC_ACCOUNT_STATS",
+    "TOPIC_POST_METRICS",
     "TOPIC_POST_REQUESTED",
     "TOPIC_POST_REQUESTED_DLQ",
     "TOPIC_POST_STATUS",
@@ -60,6 +62,8 @@ TOPIC_ACCOUNTS = "tiktok.accounts"
 TOPIC_ACCESS_TOKENS = "tiktok.access-tokens"
 TOPIC_TOKEN_REFRESH_REQUESTED = "tiktok.token.refresh-requested"  # noqa: S105  # a name, not a secret
 TOPIC_POST_REQUESTED_DLQ = "tiktok.post.requested.dlq"
+TOPIC_POST_METRICS = "tiktok.post.metrics"
+TOPIC_ACCOUNT_STATS = "tiktok.account.stats"
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -121,7 +125,7 @@ class TopicAction(StrEnum):
 def standard_topics(
     prefix: str = "", *, partitions: int = 6, replication_factor: int = 1
 ) -> dict[str, TopicSpec]:
-    """The six topics of DESIGN.md, keyed by their unprefixed name, named ``prefix + name``."""
+    """The eight topics of DESIGN.md, keyed by their unprefixed name, named ``prefix + name``."""
 
     def delete(days: int) -> dict[str, str]:
         return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
@@ -134,6 +138,8 @@ def standard_topics(
         TOPIC_ACCESS_TOKENS: compact,
         TOPIC_TOKEN_REFRESH_REQUESTED: delete(1),
         TOPIC_POST_REQUESTED_DLQ: delete(30),
+        TOPIC_POST_METRICS: delete(30),
+        TOPIC_ACCOUNT_STATS: compact,
     }
     return {
         name: TopicSpec(

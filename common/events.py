@@ -302,6 +302,7 @@ class InsightsUnavailable(StrEnum):
 
     scope_missing = "scope_missing"  # the creator did not grant video.list / user.info.stats
     video_unavailable = "video_unavailable"  # TikTok no longer returns the video: deleted or not public
+    query_failed = "query_failed"  # TikTok refused the query repeatedly (not busy, not a scope); slot ends
 
 
 class PostMetricsData(_Frozen):

@@ -42,6 +42,7 @@ from publish_service.adapters.kafka_state import FullTopicReader
 from publish_service.adapters.media import MediaSource
 from publish_service.adapters.repository import Repository, Topics
 from publish_service.handlers.cancel import Cancellation
+from publish_service.handlers.insights import add_insights_loops
 from publish_service.handlers.intake import Intake
 from publish_service.handlers.state_sync import StateSync
 from publish_service.handlers.webhooks import WebhookHandler
@@ -224,6 +225,8 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     loops.add("state_topics", read_state, restart_delay=2.0)
     loops.add("gauges", gauges, restart_delay=5.0)
     loops.add("intake", consume_requests, restart_delay=2.0)
+    if settings.insights_enabled:
+        add_insights_loops(loops, app[POOL], repo, app[TIKTOK], settings, metrics.registry)
     for n in range(settings.workers):
         loops.add(f"worker-{n}", lambda n=n: worker.run(n), restart_delay=1.0)  # type: ignore[misc]
     app[LOOPS] = loops

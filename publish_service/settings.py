@@ -12,6 +12,7 @@ from common.errors import ConfigError
 from common.metrics_site import read_metrics_port
 from common.settings import EnvReader, Secret
 from common.tiktok.chunks import DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK
+from publish_service.domain.insights import DEFAULT_SCHEDULE_S, parse_schedule
 
 SCHEMA = "publish"
 
@@ -57,6 +58,10 @@ class Settings:
     tiktok_timeout_s: float = 30.0  # per API call; an init without an answer in time is "in doubt"
     upload_stall_timeout_s: float = 120.0  # a chunk PUT whose socket neither reads nor writes this long
     rate_window_s: float = 60.0  # TikTok's per-token window; a test sandbox may use a shorter one
+    insights_enabled: bool = True  # INSIGHTS_ENABLED: post metrics and account stats (docs/insights.md)
+    insights_schedule_s: tuple[float, ...] = DEFAULT_SCHEDULE_S  # INSIGHTS_SCHEDULE, e.g. "1h,6h,24h,3d"
+    insights_stats_interval_s: float = 86400.0  # INSIGHTS_STATS_INTERVAL_S: account stats once a day
+    insights_poll_s: float = 5.0  # INSIGHTS_POLL_S: how often an idle fetcher looks for due work
 
     @property
     def schema(self) -> str:
@@ -74,6 +79,10 @@ class Settings:
         chunk = env.integer("PUBLISH_CHUNK_SIZE", DEFAULT_CHUNK)
         if not MIN_CHUNK <= chunk <= MAX_CHUNK:
             raise ConfigError("PUBLISH_CHUNK_SIZE must be between 5 MiB and 64 MiB")
+        try:
+            schedule = parse_schedule(env.string("INSIGHTS_SCHEDULE", "1h,6h,24h,3d,7d,30d"))
+        except ValueError as exc:
+            raise ConfigError(f"INSIGHTS_SCHEDULE: {exc}") from None
         settings = cls(
             database_url=env.secret("DATABASE_URL"),
             kafka_bootstrap_servers=env.string("KAFKA_BOOTSTRAP_SERVERS"),
@@ -109,6 +118,10 @@ class Settings:
             upload_stall_timeout_s=env.number("PUBLISH_UPLOAD_STALL_TIMEOUT_S", 120.0),
             cap_retry_s=env.number("PUBLISH_CAP_RETRY_S", 900.0),
             init_doubt_grace_s=env.number("PUBLISH_INIT_DOUBT_GRACE_S", 600.0),
+            insights_enabled=env.boolean("INSIGHTS_ENABLED", True),
+            insights_schedule_s=schedule,
+            insights_stats_interval_s=env.number("INSIGHTS_STATS_INTERVAL_S", 86400.0),
+            insights_poll_s=env.number("INSIGHTS_POLL_S", 5.0),
         )
         settings.transport_ring()  # fail fast on a malformed key ring
         if settings.lease_s <= settings.tiktok_timeout_s:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -68,13 +70,17 @@ async def test_three_hundred_posts_due_at_once_go_in_batches_of_twenty_without_a
     videos = await seed_videos(harness, "alice", 300)
     await harness.sandbox.control.advance_time(6 * 3600)  # the videos have counts now
     settings = harness.settings(INSIGHTS_SCHEDULE="1s,30d", INSIGHTS_POLL_S="0.5")
-    async with reading_insights(harness) as log, running_service(settings):
+    async with reading_insights(harness) as log, running_service(settings) as base:
         post_ids = await insert_published(database_url, "acc-1", [v["video_id"] for v in videos])
         await wait_for(
             lambda: all(log.metrics.get(p) for p in post_ids), 90, 0.2, description="one event per post"
         )
         calls = await query_calls(harness)
         expected = {v["video_id"]: _counts(await video(harness, v["video_id"])) for v in videos}
+        total_views = sum(c[0] for c in expected.values())
+        gauge = await wait_for(
+            lambda: _gauge(base, "tiktok_account_views", "acc-1", total_views), 30, 0.2, description="gauge"
+        )
     assert sum(c["accepted"] for c in calls) == 15, "300 ids in 15 queries of 20"
     assert sum(c["rate_limited"] for c in calls) == 0
     for post_id, v in zip(post_ids, videos, strict=True):
@@ -85,6 +91,14 @@ async def test_three_hundred_posts_due_at_once_go_in_batches_of_twenty_without_a
         assert data.view_count and data.view_count > 0
         assert data.metadata == {"campaign": f"c{post_ids.index(post_id)}"}
     assert await open_slots(database_url) == 300, "the 30-day slot of each post is still ahead"
+    assert gauge.count("tiktok_account_views{") == 1, "one series per account, not per post"
+
+
+async def _gauge(base: str, name: str, account_id: str, value: int) -> str | None:
+    async with aiohttp.ClientSession(trust_env=False) as http, http.get(f"{base}/metrics") as r:
+        text = await r.text()
+    found = re.search(rf'^{name}{{account_id="{account_id}"}} (\S+)$', text, re.M)
+    return text if found and float(found.group(1)) == value else None
 
 
 async def test_missing_scope_deleted_and_private_each_end_in_one_event(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import uuid
@@ -32,6 +33,7 @@ from common.events import (
     encode,
 )
 from common.kafka import (
+    TOPIC_POST_METRICS,
     TOPIC_POST_REQUESTED,
     TOPIC_POST_REQUESTED_DLQ,
     TOPIC_POST_STATUS,
@@ -43,6 +45,7 @@ from common.kafka import (
 from common.s3 import ObjectStore, parse_s3_uri
 from common.settings import EnvReader
 from tiktok_pipeline.follow import Timeline, bytes_progress, follow_post, status_records
+from tiktok_pipeline.insights import latest_line, metrics_series, series_table
 
 console = Console(stderr=True)
 out = Console()
@@ -238,7 +241,20 @@ async def _follow(s: CliSettings, post_id: str, within: float) -> int:
         )
     print_timeline(timeline)
     last = timeline.last
+    if last is not None and last.state == "published":
+        with contextlib.suppress(PipelineError):  # a deployment without the metrics topic
+            series = await metrics_series(s.kafka, s.topic(TOPIC_POST_METRICS), post_id, idle_s=1)
+            out.print(latest_line(series))
     return 0 if last is not None and last.state in ("published", "inbox_delivered") else 1
+
+
+async def cmd_metrics(s: CliSettings, args: argparse.Namespace) -> int:
+    series = await metrics_series(s.kafka, s.topic(TOPIC_POST_METRICS), args.post_id)
+    if not series:
+        console.print(f"no metrics for post {args.post_id} yet")
+        return 1
+    out.print(series_table(args.post_id, series))
+    return 0
 
 
 def print_timeline(timeline: Timeline) -> None:
@@ -328,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tiktok-pipeline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("create-topics", help="create the six topics with their retention")
+    p = sub.add_parser("create-topics", help="create the topics with their retention")
     p.add_argument("--partitions", type=int, default=6)
     p.set_defaults(run=cmd_create_topics)
 
@@ -369,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("post_id")
     p.add_argument("--timeout", type=float, default=600.0)
     p.set_defaults(run=cmd_follow)
+
+    p = sub.add_parser("metrics", help="print a published post's views, likes, comments and shares over time")
+    p.add_argument("post_id")
+    p.set_defaults(run=cmd_metrics)
 
     p = sub.add_parser("tail", help="print status events as JSON lines")
     p.add_argument("--from-beginning", action="store_true")

@@ -7,7 +7,6 @@ housekeeping). Nothing is created at import time.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import socket
@@ -24,7 +23,7 @@ from auth_service.adapters.vault import Vault
 from auth_service.domain.schedule import RefreshPolicy
 from auth_service.handlers.accounts import Accounts
 from auth_service.handlers.connect import ConnectConfig, ConnectFlow
-from auth_service.handlers.refresh import RefreshConfig, Refresher, housekeeping
+from auth_service.handlers.refresh import Housekeeping, RefreshConfig, Refresher
 from auth_service.keys import (
     ACCOUNTS,
     CONNECT,
@@ -47,7 +46,6 @@ from auth_service.web.routes import MANAGEMENT_PREFIX, add_routes
 from common.backoff import Backoff
 from common.cipher import TokenCipher
 from common.db import apply_migrations, create_pool
-from common.errors import is_retriable
 from common.kafka import (
     TOPIC_ACCESS_TOKENS,
     TOPIC_ACCOUNTS,
@@ -57,8 +55,8 @@ from common.kafka import (
     standard_topics,
 )
 from common.logging import register_secret
-from common.outbox import OutboxRelay
-from common.tasks import BackgroundLoops, sleep_or_stop
+from common.outbox import BacklogGauge, OutboxRelay
+from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient
 from common.web import add_health_routes, api_key_middleware, correlation_middleware, error_middleware
 
@@ -163,45 +161,27 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _loops(app: web.Application) -> AsyncIterator[None]:
-    """Every long-running part is ``run(stopping)``; the relay and the consumer start once the
-    topics exist (with their compaction/retention), which the relay's loop ensures first."""
-    s, loops, relay, requests = app[SETTINGS], app[LOOPS], app[RELAY], app[REFRESH_REQUESTS]
+    """Every long-running part is ``run(stopping)``; the relay's loop first ensures the topics (with
+    their compaction/retention), and the consumer waits for that."""
+    s, loops, relay = app[SETTINGS], app[LOOPS], app[RELAY]
     specs = standard_topics(s.topic_prefix)
     topics = TopicGate(
         s.kafka_bootstrap_servers,
         [specs[TOPIC_ACCOUNTS], specs[TOPIC_ACCESS_TOKENS], specs[TOPIC_TOKEN_REFRESH_REQUESTED]],
     )
-
-    async def relay_loop(stopping: asyncio.Event) -> None:
-        if await topics.ensure(stopping):
-            await relay.run(stopping)
-
-    async def refresh_requests(stopping: asyncio.Event) -> None:
-        if await topics.wait(stopping):
-            await requests.run(stopping)
-
+    backlog = BacklogGauge(relay, app[METRICS].outbox_backlog.labels("auth").set)
     loops.add("refresh", app[REFRESHER].run)
-    loops.add("outbox-relay", relay_loop, restart_delay=2.0, health=lambda: topics.health() or relay.health())
-    loops.add("refresh-requests", refresh_requests, restart_delay=5.0)
-    loops.add("housekeeping", lambda stopping: housekeeping(app[REPOSITORY], stopping), restart_delay=60.0)
-    loops.add("outbox-gauge", lambda stopping: _outbox_gauge(app, stopping), restart_delay=10.0)
+    loops.add(
+        "outbox-relay",
+        topics.ensuring_first(relay.run),
+        restart_delay=2.0,
+        health=lambda: topics.health() or relay.health(),
+    )
+    loops.add("refresh-requests", topics.waiting_first(app[REFRESH_REQUESTS].run), restart_delay=5.0)
+    loops.add("housekeeping", Housekeeping(app[REPOSITORY]).run, restart_delay=60.0)
+    loops.add("outbox-gauge", backlog.run, restart_delay=10.0)
     async with loops:
         yield
-
-
-async def _outbox_gauge(app: web.Application, stopping: asyncio.Event) -> None:
-    """Keep ``tiktok_outbox_backlog{service="auth"}`` current (every 5 s)."""
-    gauge = app[METRICS].outbox_backlog.labels("auth")
-    relay = app[RELAY]
-    while True:
-        try:
-            gauge.set(await relay.backlog())
-        except Exception as exc:
-            if not is_retriable(exc):
-                raise
-            log.warning("outbox_backlog_unknown", error=f"{type(exc).__name__}: {exc}")
-        if await sleep_or_stop(stopping, 5.0):
-            return
 
 
 def create_app(settings: Settings) -> web.Application:

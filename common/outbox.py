@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -30,7 +30,7 @@ from common.errors import InvalidInput, PipelineError, is_retriable
 from common.kafka import Delivered, KafkaError, OutgoingMessage, Producer
 from common.tasks import sleep_or_stop, wait_or_stop
 
-__all__ = ["OutboxError", "OutboxRelay", "enqueue", "notify_channel", "outbox_ddl"]
+__all__ = ["BacklogGauge", "OutboxError", "OutboxRelay", "enqueue", "notify_channel", "outbox_ddl"]
 
 log = structlog.get_logger(__name__)
 
@@ -255,3 +255,24 @@ class OutboxRelay:
                 error=str(errors[0]),
             )
         return errors[0]
+
+
+class BacklogGauge:
+    """Reports how many events wait in the outbox (``set_value(n)``) every ``every`` seconds."""
+
+    def __init__(self, relay: OutboxRelay, set_value: Callable[[int], None], *, every: float = 5.0) -> None:
+        self._relay = relay
+        self._set = set_value
+        self._every = every
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while True:
+            try:
+                self._set(await self._relay.backlog())
+            except Exception as exc:
+                if not is_retriable(exc):
+                    raise
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox_backlog_unknown", schema=self._relay.schema, error=error)
+            if await sleep_or_stop(stopping, self._every):
+                return

@@ -9,16 +9,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import structlog
+
 from common.backoff import Backoff
 from common.events import Envelope, EventType, RefreshRequestedData, decode
 from common.kafka import TOPIC_TOKEN_REFRESH_REQUESTED, ConsumeLoop, Consumer, ConsumerRecord
-from common.kafka.consume import EachHandler
+from common.kafka.consume import EachHandler, Undecodable
+
+log = structlog.get_logger(__name__)
 
 RefreshRequest = Envelope[RefreshRequestedData]
 
 
 def decode_request(record: ConsumerRecord[bytes, bytes]) -> RefreshRequest:
     return decode(record.value, RefreshRequestedData, expected_type=EventType.refresh_requested)
+
+
+def log_invalid(item: Undecodable) -> None:
+    log.warning(
+        "refresh_request_invalid",
+        error_code=item.error.code,
+        error=item.error.message,
+        offset=item.record.offset,
+    )
 
 
 def refresh_request_loop(
@@ -45,4 +58,5 @@ def refresh_request_loop(
         handler,
         backoff=backoff or Backoff(initial=0.5, maximum=30.0, jitter=0.5),
         on_lag=on_lag,
+        on_undecodable=log_invalid,
     )

@@ -268,16 +268,23 @@ class Refresher:
         return "reauth_required"
 
 
-async def housekeeping(repo: Repository, stopping: asyncio.Event) -> None:
-    """Drop OAuth states a day after they were created (they are useless after 10 minutes)."""
-    while not stopping.is_set():
-        try:
-            removed = await repo.delete_old_states(86_400)
-            if removed:
-                log.info("oauth_states_removed", count=removed)
-        except Exception as exc:
-            if not is_retriable(exc):
-                raise
-            log.warning("housekeeping_failed", error=f"{type(exc).__name__}: {exc}")
-        if await sleep_or_stop(stopping, 3600):
-            return
+class Housekeeping:
+    """Drops OAuth states a day after they were created (they are useless after 10 minutes), hourly."""
+
+    def __init__(self, repo: Repository, *, every_s: float = 3600.0, keep_s: float = 86_400.0) -> None:
+        self._repo = repo
+        self._every_s = every_s
+        self._keep_s = keep_s
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                removed = await self._repo.delete_old_states(self._keep_s)
+                if removed:
+                    log.info("oauth_states_removed", count=removed)
+            except Exception as exc:
+                if not is_retriable(exc):
+                    raise
+                log.warning("housekeeping_failed", error=f"{type(exc).__name__}: {exc}")
+            if await sleep_or_stop(stopping, self._every_s):
+                return

@@ -32,7 +32,6 @@ from common.kafka.topics import (
     TopicSpec,
     describe_topic_config,
     ensure_topics,
-    fetch_topic_config,
     standard_topics,
 )
 
@@ -63,7 +62,6 @@ __all__ = [
     "Undecodable",
     "describe_topic_config",
     "ensure_topics",
-    "fetch_topic_config",
     "standard_topics",
     "translate_error",
 ]

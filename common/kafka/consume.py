@@ -84,6 +84,7 @@ Decoder = Callable[[Record], T]
 EachHandler = Callable[[Decoded[T]], Awaitable[None]]
 BatchHandler = Callable[[Sequence[Decoded[T] | Undecodable]], Awaitable[None]]
 LagObserver = Callable[[str, int, int], None]
+UndecodableObserver = Callable[[Undecodable], None]
 
 DEFAULT_BACKOFF = Backoff(initial=0.5, factor=2.0, maximum=30.0, jitter=0.5)
 
@@ -101,6 +102,7 @@ class ConsumeLoop(Generic[T]):
         batch: BatchHandler[T] | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
         on_lag: LagObserver | None = None,
+        on_undecodable: UndecodableObserver | None = None,
         poll_timeout_ms: int = 500,
     ) -> None:
         if (each is None) == (batch is None):
@@ -112,6 +114,7 @@ class ConsumeLoop(Generic[T]):
         self._batch = batch
         self._backoff = backoff
         self._on_lag = on_lag
+        self._on_undecodable = on_undecodable or self._log_undecodable
         self._poll_timeout_ms = poll_timeout_ms
         self.handled = 0
         """Records handled (decoded or not) since this object was made."""
@@ -127,9 +130,13 @@ class ConsumeLoop(Generic[T]):
         *,
         backoff: Backoff = DEFAULT_BACKOFF,
         on_lag: LagObserver | None = None,
+        on_undecodable: UndecodableObserver | None = None,
     ) -> ConsumeLoop[T]:
-        """Handle one record at a time; undecodable records are logged and skipped."""
-        return cls(name, source, decode, each=handler, backoff=backoff, on_lag=on_lag)
+        """Handle one record at a time; undecodable records go to ``on_undecodable`` (default: a
+        ``consume_undecodable`` warning) and are skipped."""
+        return cls(
+            name, source, decode, each=handler, backoff=backoff, on_lag=on_lag, on_undecodable=on_undecodable
+        )
 
     @classmethod
     def batches(
@@ -186,21 +193,24 @@ class ConsumeLoop(Generic[T]):
                 break
             if isinstance(item, Undecodable):
                 self.undecodable += 1
-                log.warning(
-                    "consume_undecodable",
-                    loop=self.name,
-                    error_code=item.error.code,
-                    error=item.error.message,
-                    topic=item.record.topic,
-                    partition=item.record.partition,
-                    offset=item.record.offset,
-                )
+                self._on_undecodable(item)
             elif not await self._until_done(_call(self._each, item), stopping):
                 break
             self.handled += 1
             offset: int = item.record.offset
             done = offset + 1
         return done
+
+    def _log_undecodable(self, item: Undecodable) -> None:
+        log.warning(
+            "consume_undecodable",
+            loop=self.name,
+            error_code=item.error.code,
+            error=item.error.message,
+            topic=item.record.topic,
+            partition=item.record.partition,
+            offset=item.record.offset,
+        )
 
     async def _until_done(self, attempt: Callable[[], Awaitable[None]], stopping: asyncio.Event) -> bool:
         """Run ``attempt`` until it succeeds (True) or ``stopping`` is set while retrying (False)."""

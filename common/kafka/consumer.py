@@ -143,11 +143,3 @@ class Consumer:
             raise KafkaError(f"commit rejected, the partition moved to another consumer: {e}") from e
         except ak_errors.KafkaError as e:
             raise translate_error(e) from e
-
-    async def committed(self, tp: TopicPartition) -> int | None:
-        """The group's committed next-to-read offset for ``tp``, or ``None`` if none."""
-        try:
-            offset: int | None = await self.raw.committed(tp)
-        except ak_errors.KafkaError as e:
-            raise translate_error(e) from e
-        return offset

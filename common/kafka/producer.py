@@ -1,4 +1,4 @@
-"""The idempotent producer: ``send``/``send_batch`` return once Kafka has acknowledged."""
+"""The idempotent producer: ``send``/``send_batch_settled`` return once Kafka has acknowledged."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _key_bytes(key: bytes | str) -> bytes:
 class Producer:
     """An idempotent producer (``enable_idempotence=True``, ``acks="all"``).
 
-    ``send`` and ``send_batch`` return only once Kafka has acknowledged the records. A batch is sent
+    ``send`` and ``send_batch_settled`` return only once Kafka has acknowledged the records. A batch is sent
     per partition as whole record batches, one at a time, so if one fails nothing after it in that
     partition has been written: the caller can retry the undelivered tail without reordering a key.
     """
@@ -136,14 +136,6 @@ class Producer:
         except ak_errors.KafkaError as e:
             raise translate_error(e) from e
         return Delivered(meta.topic, meta.partition, meta.offset)
-
-    async def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Delivered]:
-        """Send all ``messages`` and wait for all; raise the first failure if any record failed."""
-        results = await self.send_batch_settled(messages)
-        for r in results:
-            if isinstance(r, KafkaError):
-                raise r
-        return [r for r in results if isinstance(r, Delivered)]
 
     async def send_batch_settled(self, messages: Sequence[OutgoingMessage]) -> list[Delivered | KafkaError]:
         """Send all ``messages``; return, in input order, where each landed or why it didn't.

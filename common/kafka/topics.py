@@ -16,7 +16,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from common.backoff import Backoff
 from common.kafka.clients import new_admin
 from common.kafka.errors import KafkaError, KafkaUnavailable, translate_error
-from common.tasks import sleep_or_stop, wait_or_stop
+from common.tasks import Run, sleep_or_stop, wait_or_stop
 
 log = structlog.get_logger(__name__)
 
@@ -193,19 +193,6 @@ async def describe_topic_config(admin: Any, topic: str) -> dict[str, str]:
     return config
 
 
-async def fetch_topic_config(bootstrap_servers: str, topic: str) -> dict[str, str]:
-    """``describe_topic_config`` with its own short-lived admin client."""
-    admin = new_admin(bootstrap_servers)
-    try:
-        await admin.start()
-        return await describe_topic_config(admin, topic)
-    except ak_errors.KafkaError as e:
-        raise translate_error(e) from e
-    finally:
-        await admin.close()
-
-
-
 class TopicGate:
     """Ensures a set of topics once, retrying while Kafka is away; other parts wait for it.
 
@@ -260,6 +247,24 @@ class TopicGate:
     async def wait(self, stopping: asyncio.Event) -> bool:
         """Wait until another part has ensured the topics; False if ``stopping`` came first."""
         return await wait_or_stop(self.ready, stopping)
+
+    def ensuring_first(self, run: Run) -> Run:
+        """``run``, started once this gate has ensured the topics (the part that provisions them)."""
+
+        async def gated(stopping: asyncio.Event) -> None:
+            if await self.ensure(stopping):
+                await run(stopping)
+
+        return gated
+
+    def waiting_first(self, run: Run) -> Run:
+        """``run``, started once another part has ensured the topics through this gate."""
+
+        async def gated(stopping: asyncio.Event) -> None:
+            if await self.wait(stopping):
+                await run(stopping)
+
+        return gated
 
     def health(self) -> str | None:
         if self.failures_in_a_row < self._unhealthy_after:

@@ -22,6 +22,7 @@ from common.kafka import (
     Undecodable,
     ensure_topics,
 )
+from tests.common import committed
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.stack
@@ -96,7 +97,7 @@ async def test_each_handler_gets_typed_events_retries_transient_failures_and_com
     assert seen[0][2] == values[0]  # the raw bytes come along
     assert (loop.handled, loop.undecodable) == (4, 1)
     async with _consumer(bootstrap, topic, group) as c:
-        assert await c.committed(TopicPartition(topic, 0)) == 4
+        assert await committed(c, TopicPartition(topic, 0)) == 4
 
 
 async def test_batch_handler_gets_bad_records_in_order_with_their_bytes(bootstrap, topic_prefix) -> None:
@@ -130,7 +131,7 @@ async def test_stopping_while_retrying_leaves_the_record_for_the_next_owner(boot
     await _run_until(loop, lambda: attempts.count("acc_2") >= 3, "acc_2 retried")
 
     async with _consumer(bootstrap, topic, group) as c:
-        assert await c.committed(TopicPartition(topic, 0)) == 1  # acc_1 done, acc_2 comes again
+        assert await committed(c, TopicPartition(topic, 0)) == 1  # acc_1 done, acc_2 comes again
 
 
 async def test_a_bug_in_the_handler_ends_the_run_without_committing(bootstrap, topic_prefix) -> None:
@@ -144,4 +145,4 @@ async def test_a_bug_in_the_handler_ends_the_run_without_committing(bootstrap, t
     with pytest.raises(ValueError, match="a bug"):
         await asyncio.wait_for(loop.run(asyncio.Event()), 30)
     async with _consumer(bootstrap, topic, group) as c:
-        assert await c.committed(TopicPartition(topic, 0)) is None
+        assert await committed(c, TopicPartition(topic, 0)) is None

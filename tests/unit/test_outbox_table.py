@@ -16,8 +16,9 @@ def _columns(sql: str) -> list[str]:
     return [" ".join(line.split()) for line in match.group(1).strip().splitlines()]
 
 
-@pytest.mark.parametrize(
-    "migration", ["auth_service/migrations/0001_auth_schema.sql", "publish_service/migrations/0001_publish.sql"]
-)
+MIGRATIONS = ["auth_service/migrations/0001_auth_schema.sql", "publish_service/migrations/0001_publish.sql"]
+
+
+@pytest.mark.parametrize("migration", MIGRATIONS)
 def test_service_migration_creates_the_common_outbox_table(migration: str) -> None:
     assert _columns((ROOT / migration).read_text()) == _columns(outbox_ddl("any_schema"))

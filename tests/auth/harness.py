@@ -14,11 +14,13 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
-from auth_service.adapters.postgres import Repository, SeedAccount
-from auth_service.app import REPOSITORY, create_app
+from auth_service.adapters.postgres import Repository
+from auth_service.app import create_app
+from auth_service.keys import REPOSITORY
 from auth_service.settings import Settings
 from common.cipher import KeyRing, TokenCipher, generate_key
 from common.kafka import TOPIC_ACCESS_TOKENS, TOPIC_ACCOUNTS
+from tests.auth.seeding import SeedAccount, seed
 from tiktok_sandbox.testing import RunningSandbox, SandboxApp
 
 API_KEY = "test-api-key-" + "x" * 20
@@ -148,7 +150,7 @@ async def seed_accounts(
     seeds: list[SeedAccount] = []
     for start in range(0, count, 100):
         seeds += await asyncio.gather(*(one(i) for i in range(start, min(count, start + 100))))
-    await repo.seed(seeds)
+    await seed(repo, seeds)
     return seeds
 
 

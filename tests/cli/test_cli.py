@@ -13,8 +13,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from common.kafka import TOPIC_POST_REQUESTED, TOPIC_POST_REQUESTED_DLQ, Producer, fetch_topic_config
+from common.kafka import TOPIC_POST_REQUESTED, TOPIC_POST_REQUESTED_DLQ, Producer
 from tests.cli.conftest import cli
+from tests.common import fetch_topic_config
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]

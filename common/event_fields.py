@@ -115,7 +115,7 @@ def _rfc3339_text(value: Any) -> Any:
         return value
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise ValueError(
-            "must be an RFC 3339 date-time with a timezone (e.g. 2026-11-22T10:00:00Z or +01:00)"
+            "must be an RFC 3339 date-time and must carry a timezone (e.g. 2026-11-22T10:00:00Z or +01:00)"
         )
     return value
 

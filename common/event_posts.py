@@ -38,9 +38,10 @@ class Frozen(BaseModel):
 
 
 def _utf16_text(limit: int, what: str) -> Any:
+    # maxLength only in the schema: Python's UTF-16 check is tighter and names the unit in its message.
     return Field(
         default=None,
-        max_length=limit,
+        json_schema_extra={"maxLength": limit},
         description=(
             f"{what}. At most {limit} UTF-16 code units, as TikTok counts (most emoji are 2): JSON Schema "
             f"can only count code points, so the schema's maxLength {limit} is the outer bound and a text "

@@ -1,6 +1,6 @@
 # Developer and CI entry points. `make test` on a fresh Debian machine does all the setup itself.
 #
-#   make install        venv + Python deps, missing apt packages, Kafka jars
+#   make install        venv + Python deps, missing apt packages, Kafka jars, the contract check's npm deps
 #   make stack-up       start Kafka, PostgreSQL, SeaweedFS on 127.0.0.1 (idempotent); writes .stack/env
 #   make stack-down     stop them
 #   make stack-status   show what runs
@@ -30,13 +30,13 @@ PYTEST_ARGS ?=
 # Stamp: reinstall the Python dependencies only when pyproject.toml changes.
 INSTALL_STAMP := $(VENV)/.installed
 
-.PHONY: help install system-deps python-deps kafka-jars stack-up stack-down stack-status stack-env \
+.PHONY: help install system-deps python-deps kafka-jars node-deps stack-up stack-down stack-status stack-env \
 	lint typecheck compose-check deploy-check test test-fast clean-stack demo bench soak
 
 help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
 
-install: system-deps python-deps kafka-jars
+install: system-deps python-deps kafka-jars node-deps
 
 system-deps:
 	scripts/stack/system-deps.sh
@@ -54,6 +54,11 @@ $(INSTALL_STAMP): pyproject.toml | $(BIN)/python
 
 kafka-jars:
 	$(STACK) fetch
+
+# Ajv + ajv-formats (pinned by scripts/contracts/package-lock.json) into the user cache: the event
+# schemas' reader outside Python in tests/unit/test_contract_vectors.py.
+node-deps:
+	scripts/contracts/install.sh >/dev/null
 
 stack-up: python-deps
 	$(STACK) up

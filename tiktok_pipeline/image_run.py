@@ -18,6 +18,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from tiktok_pipeline.local import ProcessHandle
+
 APP_UID = 10001
 MOUNT_AT = PurePosixPath("/tmp/pipeline")  # noqa: S108 - the path inside the container
 # Where a process may write: /tmp. Outside it, buildah itself puts these while a command runs.
@@ -137,9 +139,7 @@ class ImageLauncher:
             self.before[name] = await asyncio.to_thread(snapshot, Path(await buildah("mount", container)))
         return self.containers[name]
 
-    async def launch(
-        self, name: str, args: list[str], env: dict[str, str], log: Path
-    ) -> asyncio.subprocess.Process:
+    async def launch(self, name: str, args: list[str], env: dict[str, str], log: Path) -> ProcessHandle:
         container = await self._container(name)
         env_file = self.work / f".{name}.env"
         env_file.touch(mode=0o600)
@@ -155,7 +155,7 @@ class ImageLauncher:
                 *command, stdout=handle, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL
             )
 
-    def python_pids(self, process: asyncio.subprocess.Process) -> list[int]:
+    def python_pids(self, process: ProcessHandle) -> list[int]:
         """The service's own process(es) below buildah: those running python."""
         pids = []
         for pid in descendants(process.pid):
@@ -167,7 +167,7 @@ class ImageLauncher:
                 pids.append(pid)
         return pids
 
-    async def signal(self, process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    async def signal(self, process: ProcessHandle, sig: signal.Signals) -> None:
         # Signal the service itself (buildah may not pass signals on), then buildah.
         pids = descendants(process.pid)
         self.tree[process.pid] = pids
@@ -175,7 +175,7 @@ class ImageLauncher:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
-    async def finished(self, process: asyncio.subprocess.Process) -> None:
+    async def finished(self, process: ProcessHandle) -> None:
         await process.wait()
         pids = self.tree.pop(process.pid, [])
         # Processes that are not our children can only be watched through /proc: the event awaited

@@ -42,11 +42,23 @@ class StartFailed(Exception):
         self.log = log
 
 
+class ProcessHandle(Protocol):
+    """What the pipeline needs of a started process (``asyncio.subprocess.Process`` is one)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
 @dataclass
 class Service:
     name: str
     log: Path
-    process: asyncio.subprocess.Process | None = None
+    process: ProcessHandle | None = None
 
 
 class Launcher(Protocol):
@@ -57,13 +69,11 @@ class Launcher(Protocol):
         """Where a file under the pipeline's work directory appears to the process."""
         ...
 
-    async def launch(
-        self, name: str, args: list[str], env: dict[str, str], log: Path
-    ) -> asyncio.subprocess.Process: ...
+    async def launch(self, name: str, args: list[str], env: dict[str, str], log: Path) -> ProcessHandle: ...
 
-    async def signal(self, process: asyncio.subprocess.Process, sig: signal.Signals) -> None: ...
+    async def signal(self, process: ProcessHandle, sig: signal.Signals) -> None: ...
 
-    async def finished(self, process: asyncio.subprocess.Process) -> None:
+    async def finished(self, process: ProcessHandle) -> None:
         """Wait until the process and whatever it started have exited."""
         ...
 
@@ -74,19 +84,18 @@ class HostLauncher:
     def path(self, host_path: Path) -> str:
         return str(host_path)
 
-    async def launch(
-        self, name: str, args: list[str], env: dict[str, str], log: Path
-    ) -> asyncio.subprocess.Process:
+    async def launch(self, name: str, args: list[str], env: dict[str, str], log: Path) -> ProcessHandle:
         with log.open("ab") as handle:
             return await asyncio.create_subprocess_exec(
                 sys.executable, *args, stdout=handle, stderr=asyncio.subprocess.STDOUT,
                 env={**os.environ, **env}, cwd=ROOT,
             )  # fmt: skip
 
-    async def signal(self, process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
-        process.send_signal(sig)
+    async def signal(self, process: ProcessHandle, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, sig)
 
-    async def finished(self, process: asyncio.subprocess.Process) -> None:
+    async def finished(self, process: ProcessHandle) -> None:
         await process.wait()
 
 

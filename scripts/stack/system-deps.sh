@@ -9,8 +9,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # postgresql: the local stack's database server; openjdk + maven: Kafka (jars resolved by Maven);
 # ffmpeg: media probing/fixtures; chromium + chromium-driver: browser tests of the OAuth flow;
-# curl, ca-certificates: downloads.
-DEFAULT_PACKAGES=(postgresql openjdk-17-jre-headless maven ffmpeg chromium chromium-driver curl ca-certificates)
+# curl, ca-certificates: downloads; kcat: the Kafka one-liner `make up` prints (tested).
+DEFAULT_PACKAGES=(postgresql openjdk-17-jre-headless maven ffmpeg chromium chromium-driver curl ca-certificates kcat)
 
 if (($# > 0)); then
     packages=("$@")

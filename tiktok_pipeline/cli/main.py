@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from common.errors import PipelineError
+from common.logging import configure_logging
 from tiktok_pipeline.cli import accounts, admin, dlq, posts, tail, topics
 from tiktok_pipeline.cli.errors import ExitCode, exit_code_for, one_line
 from tiktok_pipeline.cli.output import console
@@ -44,8 +45,10 @@ Runner = Callable[[CliSettings, Any], Coroutine[Any, Any, int]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # exits 2 on a usage error, 0 on --help/--version
-    # The Kafka client logs every failed connection attempt; the command reports the failure itself,
-    # in one line, so its log stays quiet (other loggers, e.g. asyncio's, still speak).
+    # Logs (warnings and worse) go to stderr, never into the result on stdout. The Kafka client logs
+    # every failed connection attempt; the command reports the failure itself, in one line, so that
+    # log stays quiet (other loggers, e.g. asyncio's, still speak).
+    configure_logging("WARNING", "console")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     runner: Runner = args.run
     try:

@@ -9,7 +9,7 @@
 #   make typecheck      mypy (configuration in pyproject.toml)
 #   make compose-check  validate docker-compose.yml without a Docker engine
 #   make deploy-check   render the Kubernetes overlays and validate them offline
-#   make test           everything above, then the test suite against the stack
+#   make test           everything above, then the test suite against the stack, then image-test
 #   make test-fast      only pytest, against the running stack (no install, no lint)
 #   make demo           the main job end to end: stack, sandbox, both services, OAuth, a video published
 #   make up / make down the system left running: stack, sandbox, both services (logs under .stack/)

@@ -137,5 +137,5 @@ up: install stack-up
 	source $(STACK_ENV) && $(BIN)/python -m tiktok_pipeline.up start
 
 down:
-	if [[ -f $(STACK_ENV) ]]; then source $(STACK_ENV); fi; $(BIN)/python -m tiktok_pipeline.up stop
+	if [[ -x $(BIN)/python ]]; then $(BIN)/python -m tiktok_pipeline.up stop; fi
 	$(STACK) down

@@ -5,11 +5,11 @@ background against the local stack, until stopped.
     python -m tiktok_pipeline.up stop      stop what ``start`` started (idempotent)
 
 Needs the stack's variables (``.stack/env``; ``make up`` provides them). Everything lives in
-``UP_DIR`` (default .stack/up): logs, pids, the sandbox's data, and ``secrets.json`` / ``env`` (mode
-0600: the API key, client secret and encryption keys, generated once and kept, so tokens stored by
-one run are readable by the next). Ports: ``UP_SANDBOX_PORT`` (18080), ``UP_AUTH_PORT`` (8081),
-``UP_PUBLISH_PORT`` (8082); database ``UP_DATABASE`` (pipeline) on the stack's PostgreSQL; topics
-prefixed with ``UP_TOPIC_PREFIX`` (none).
+``UP_DIR`` (default ``$STACK_DIR/up``, i.e. .stack/up): logs, pids, the sandbox's data, and
+``secrets.json`` / ``env`` (mode 0600: the API key, client secret and encryption keys, generated
+once and kept, so tokens stored by one run are readable by the next). Ports: ``UP_SANDBOX_PORT``
+(18080), ``UP_AUTH_PORT`` (8081), ``UP_PUBLISH_PORT`` (8082); database ``UP_DATABASE`` (pipeline) on
+the stack's PostgreSQL; topics prefixed with ``UP_TOPIC_PREFIX`` (none).
 """
 
 from __future__ import annotations
@@ -267,7 +267,8 @@ def main() -> int:
         return 2
     configure_logging("WARNING", "console")  # stdout is for the instructions
     env = EnvReader()
-    directory = Path(env.string("UP_DIR", str(ROOT / ".stack" / "up"))).resolve()
+    stack_dir = env.string("STACK_DIR", str(ROOT / ".stack"))
+    directory = Path(env.string("UP_DIR", str(Path(stack_dir) / "up"))).resolve()
     return asyncio.run(amain(sys.argv[1], env, directory))
 
 

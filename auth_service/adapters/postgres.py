@@ -55,6 +55,10 @@ def _account(row: Any) -> Account:
     )
 
 
+def _seconds(value: int | None) -> float | None:
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class NewTokens:
     """A token pair to store, with the lifetimes TikTok gave it and when to refresh it."""
@@ -62,7 +66,7 @@ class NewTokens:
     access_token: str
     refresh_token: str
     expires_in: int
-    refresh_expires_in: int
+    refresh_expires_in: int | None  # None: TikTok did not say (unknown, kept on a refresh)
     scopes: tuple[str, ...]
     refresh_in: float
 
@@ -165,7 +169,7 @@ class Tx:
             self._vault.seal(tokens.access_token, account_id=account_id, purpose=ACCESS),
             self._vault.seal(tokens.refresh_token, account_id=account_id, purpose=REFRESH),
             float(tokens.expires_in),
-            float(tokens.refresh_expires_in),
+            _seconds(tokens.refresh_expires_in),
             tokens.refresh_in,
             self._vault.transport.active_id,
         )
@@ -196,7 +200,7 @@ class Tx:
             self._vault.seal(tokens.access_token, account_id=account_id, purpose=ACCESS),
             self._vault.seal(tokens.refresh_token, account_id=account_id, purpose=REFRESH),
             float(tokens.expires_in),
-            float(tokens.refresh_expires_in),
+            _seconds(tokens.refresh_expires_in),
             tokens.refresh_in,
             self._vault.transport.active_id,
         )
@@ -215,7 +219,7 @@ class Tx:
                 scopes = $3, access_token_ct = $4, refresh_token_ct = $5,
                 token_version = token_version + 1,
                 access_expires_at = now() + make_interval(secs => $6),
-                refresh_expires_at = now() + make_interval(secs => $7),
+                refresh_expires_at = coalesce(now() + make_interval(secs => $7), refresh_expires_at),
                 refresh_due_at = now() + make_interval(secs => $8),
                 lease_owner = NULL, lease_until = NULL, refresh_failures = 0, last_error = NULL,
                 last_refreshed_at = now(), transport_key_id = $9, updated_at = now()
@@ -228,7 +232,7 @@ class Tx:
             self._vault.seal(tokens.access_token, account_id=claim.account_id, purpose=ACCESS),
             self._vault.seal(tokens.refresh_token, account_id=claim.account_id, purpose=REFRESH),
             float(tokens.expires_in),
-            float(tokens.refresh_expires_in),
+            _seconds(tokens.refresh_expires_in),
             tokens.refresh_in,
             self._vault.transport.active_id,
         )
@@ -501,7 +505,7 @@ class Repository:
                SET lease_owner = $1, lease_until = now() + make_interval(secs => $3)
               FROM due WHERE a.id = due.id
             RETURNING a.id, a.open_id, a.token_version, a.refresh_token_ct, a.refresh_failures,
-                      a.refresh_expires_at <= now() AS refresh_expired
+                      coalesce(a.refresh_expires_at <= now(), false) AS refresh_expired
             """,
             owner,
             limit,
@@ -534,7 +538,7 @@ class Repository:
                SET lease_owner = $2, lease_until = now() + make_interval(secs => $3)
               FROM target WHERE a.id = target.id
             RETURNING a.id, a.open_id, a.token_version, a.refresh_token_ct, a.refresh_failures,
-                      a.refresh_expires_at <= now() AS refresh_expired
+                      coalesce(a.refresh_expires_at <= now(), false) AS refresh_expired
             """,
             account_id,
             owner,

@@ -54,7 +54,7 @@ class IssuedToken:
     open_id: str
     scope: str
     expires_in: int
-    refresh_expires_in: int
+    refresh_expires_in: int | None  # None when the token_includes_refresh_expires_in knob is off
 
     @property
     def auth_header(self) -> dict[str, str]:
@@ -114,7 +114,7 @@ class SandboxControl:
             open_id=raw["open_id"],
             scope=raw["scope"],
             expires_in=raw["expires_in"],
-            refresh_expires_in=raw["refresh_expires_in"],
+            refresh_expires_in=raw.get("refresh_expires_in"),
         )
 
     async def expire_token(self, token: str) -> None:

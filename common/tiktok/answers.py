@@ -96,9 +96,7 @@ def error_of(
         return TikTokError(code, message or "", log_id=log_id, status=status, endpoint=endpoint)
     if status >= 400:
         said = "error code ok" if code == "ok" else "no error code"
-        return TikTokError(
-            "", f"HTTP {status} with {said}", log_id=log_id, status=status, endpoint=endpoint
-        )
+        return TikTokError("", f"HTTP {status} with {said}", log_id=log_id, status=status, endpoint=endpoint)
     return None
 
 

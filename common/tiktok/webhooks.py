@@ -1,5 +1,4 @@
-"""Webhook POSTs: checking the ``TikTok-Signature`` header (spec §8.4) and reading the event (§8.2).
-"""
+"""Webhook POSTs: checking the ``TikTok-Signature`` header (spec §8.4) and reading the event (§8.2)."""
 
 from __future__ import annotations
 

@@ -35,9 +35,10 @@ async def test_connect_without_refresh_expires_in_stores_an_unknown_expiry_and_s
     (row,) = await accounts_rows(world)
     assert row["id"] == account_id and row["status"] == "connected"
     assert row["refresh_expires_at"] is None and row["refresh_due_at"] is not None
-    async with aiohttp.ClientSession(trust_env=False) as http, http.get(
-        world.auth.base_url + f"/v1/accounts/{account_id}", headers=world.auth.headers
-    ) as r:
+    async with (
+        aiohttp.ClientSession(trust_env=False) as http,
+        http.get(world.auth.base_url + f"/v1/accounts/{account_id}", headers=world.auth.headers) as r,
+    ):
         body = await r.json()
     assert r.status == 200 and body["status"] == "connected" and body["refresh_expires_at"] is None
 

@@ -58,6 +58,22 @@ class BadEvent(ValueError):
     pass
 
 
+def canonical_event(name: str) -> str:
+    """The event's name with ``publicly`` spelt one way, whichever spelling the delivery used."""
+    return _EVENT_SPELLINGS.get(name, name)
+
+
+def content_post_id(content: dict[str, Any]) -> str | None:
+    """The public post id of an event's content, as a string (ids exceed 2**53), under any key used."""
+    value = content.get("post_id")
+    for spelling in ("publicaly_available_post_id", "publicly_available_post_id"):
+        if value is None:
+            value = content.get(spelling)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return None if value is None or isinstance(value, bool) else str(value)
+
+
 @dataclass(frozen=True)
 class WebhookEvent:
     """One delivery: ``event`` canonical (``publicly``), ``content`` parsed from its JSON string."""
@@ -75,11 +91,7 @@ class WebhookEvent:
 
     @property
     def post_id(self) -> str | None:
-        """Post ids exceed 2**53: always a string, whatever JSON type it came in."""
-        value = self.content.get("post_id")
-        if isinstance(value, list):
-            value = value[0] if value else None
-        return None if value is None or isinstance(value, bool) else str(value)
+        return content_post_id(self.content)
 
 
 def parse_event(body: bytes) -> WebhookEvent:
@@ -98,13 +110,10 @@ def parse_event(body: bytes) -> WebhookEvent:
             raise BadEvent("the webhook content is not JSON") from None
     if not isinstance(content, dict):
         raise BadEvent("the webhook content is not an object")
-    for spelling in ("publicaly_available_post_id", "publicly_available_post_id"):
-        if "post_id" not in content and spelling in content:
-            content["post_id"] = content[spelling]
     event = str(data["event"])
     raw_time = data.get("create_time")
     return WebhookEvent(
-        event=_EVENT_SPELLINGS.get(event, event),
+        event=canonical_event(event),
         client_key=str(data.get("client_key") or ""),
         user_openid=str(data.get("user_openid") or ""),
         create_time=raw_time if isinstance(raw_time, int) and not isinstance(raw_time, bool) else None,

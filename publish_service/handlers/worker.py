@@ -70,8 +70,12 @@ def _now() -> datetime:
 
 
 def _tiktok_error(exc: TikTokError) -> ErrorInfo:
+    # An answer without a TikTok code (empty, text) keeps our category, e.g. tiktok_config_error.
     return ErrorInfo(
-        code=exc.tiktok_code, message=exc.message, retryable=exc.retriable, tiktok_log_id=exc.log_id
+        code=exc.tiktok_code or exc.code,
+        message=exc.message,
+        retryable=exc.retriable,
+        tiktok_log_id=exc.log_id,
     )
 
 
@@ -234,11 +238,11 @@ class Worker:
         try:
             return await call(token)
         except TikTokError as exc:
-            self.metrics.tiktok_errors.labels(exc.endpoint, exc.tiktok_code).inc()
+            self.metrics.tiktok_errors.labels(exc.endpoint, exc.label).inc()
             log.warning(
                 "tiktok_error",
                 endpoint=exc.endpoint,
-                error_code=exc.tiktok_code,
+                error_code=exc.label,
                 log_id=exc.log_id,
                 http=exc.status,
             )
@@ -257,14 +261,12 @@ class Worker:
                     )
                     if failures > backoff.MAX_TRANSIENT_ATTEMPTS:
                         raise Failed(_tiktok_error(exc)) from exc
-                    raise Defer(policy.delay(failures), exc.tiktok_code, failures=failures) from exc
+                    raise Defer(policy.delay(failures), exc.label, failures=failures) from exc
                 case Action.retry_later:
                     failures = row.failures + 1
                     if failures > backoff.MAX_CAP_ATTEMPTS:
                         raise Failed(_tiktok_error(exc)) from exc
-                    raise Defer(
-                        self._cap_backoff.delay(failures), exc.tiktok_code, failures=failures
-                    ) from exc
+                    raise Defer(self._cap_backoff.delay(failures), exc.label, failures=failures) from exc
                 case _:
                     raise Failed(_tiktok_error(exc)) from exc
 

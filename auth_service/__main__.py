@@ -21,22 +21,16 @@ from auth_service.adapters.postgres import Repository
 from auth_service.app import MIGRATIONS, create_app, vault_of
 from auth_service.handlers.keys import rotate_keys
 from auth_service.settings import Settings
-from common.db import apply_migrations, create_pool
+from common.db import create_pool, migrate
 from common.errors import ConfigError
 from common.logging import configure_logging, register_secret
 
 
-async def _migrate(settings: Settings) -> None:
-    async with create_pool(settings.database_url, min_size=1, max_size=2) as pool:
-        applied = await apply_migrations(pool, settings.db_schema, MIGRATIONS)
-    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
-
-
 async def _rotate(settings: Settings, batch_size: int) -> None:
-    async with create_pool(settings.database_url, min_size=1, max_size=2) as pool:
-        await apply_migrations(pool, settings.db_schema, MIGRATIONS)
+    await migrate(settings.database_url.get(), settings.schema, MIGRATIONS)
+    async with create_pool(settings.database_url.get(), min_size=1, max_size=2) as pool:
         repo = Repository(
-            pool, vault_of(settings), schema=settings.db_schema, topic_prefix=settings.topic_prefix
+            pool, vault_of(settings), schema=settings.schema, topic_prefix=settings.topic_prefix
         )
         report = await rotate_keys(repo, batch_size=batch_size)
     print(
@@ -64,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     register_secret(settings.api_key.get())
 
     if args.command == "migrate":
-        asyncio.run(_migrate(settings))
+        applied = asyncio.run(migrate(settings.database_url.get(), settings.schema, MIGRATIONS))
+        print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
         return 0
     if args.command == "rotate-keys":
         asyncio.run(_rotate(settings, args.batch_size))

@@ -7,61 +7,62 @@ housekeeping). Nothing is created at import time.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import structlog
 from aiohttp import web
 
 from auth_service.adapters.postgres import Repository
-from auth_service.adapters.refresh_requests import RefreshRequestConsumer
+from auth_service.adapters.refresh_requests import refresh_request_loop
 from auth_service.adapters.vault import Vault
-from auth_service.domain.schedule import Backoff, RefreshPolicy
+from auth_service.domain.schedule import RefreshPolicy
 from auth_service.handlers.accounts import Accounts
 from auth_service.handlers.connect import ConnectConfig, ConnectFlow
-from auth_service.handlers.refresh import DB_ERRORS, RefreshConfig, Refresher, housekeeping
+from auth_service.handlers.refresh import Housekeeping, RefreshConfig, Refresher
+from auth_service.keys import (
+    ACCOUNTS,
+    CONNECT,
+    HTTP,
+    INSTANCE,
+    LOOPS,
+    METRICS,
+    POOL,
+    PRODUCER,
+    REFRESH_REQUESTS,
+    REFRESHER,
+    RELAY,
+    REPOSITORY,
+    SETTINGS,
+    TIKTOK,
+)
 from auth_service.metrics import Metrics
 from auth_service.settings import Settings
-from auth_service.web.keys import ACCOUNTS, CONNECT, SETTINGS
 from auth_service.web.routes import MANAGEMENT_PREFIX, add_routes
+from common.backoff import Backoff
 from common.cipher import TokenCipher
 from common.db import apply_migrations, create_pool
 from common.kafka import (
     TOPIC_ACCESS_TOKENS,
     TOPIC_ACCOUNTS,
     TOPIC_TOKEN_REFRESH_REQUESTED,
-    KafkaError,
     Producer,
-    ensure_topics,
+    TopicGate,
     standard_topics,
 )
 from common.logging import register_secret
-from common.outbox import OutboxRelay
-from common.tasks import BackgroundLoops, sleep_or_stop
+from common.outbox import BacklogGauge, OutboxRelay
+from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient
 from common.web import add_health_routes, api_key_middleware, correlation_middleware, error_middleware
 
 log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-POOL = web.AppKey("pool", Any)
-HTTP = web.AppKey("http", aiohttp.ClientSession)
-TIKTOK = web.AppKey("tiktok", TikTokClient)
-REPOSITORY = web.AppKey("repository", Repository)
-REFRESHER = web.AppKey("refresher", Refresher)
-PRODUCER = web.AppKey("producer", Producer)
-RELAY = web.AppKey("relay", OutboxRelay)
-CONSUMER = web.AppKey("consumer", RefreshRequestConsumer)
-LOOPS = web.AppKey("loops", BackgroundLoops)
-METRICS = web.AppKey("metrics", Metrics)
-INSTANCE = web.AppKey("instance", str)
 
 
 def instance_name(settings: Settings) -> str:
@@ -79,12 +80,12 @@ def vault_of(settings: Settings) -> Vault:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
-    async with create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max) as pool:
-        applied = await apply_migrations(pool, s.db_schema, MIGRATIONS)
+    async with create_pool(s.database_url.get(), min_size=s.db_pool_min, max_size=s.db_pool_max) as pool:
+        applied = await apply_migrations(pool, s.schema, MIGRATIONS)
         if applied:
             log.info("migrations_applied", files=applied)
         app[POOL] = pool
-        app[REPOSITORY] = Repository(pool, vault_of(s), schema=s.db_schema, topic_prefix=s.topic_prefix)
+        app[REPOSITORY] = Repository(pool, vault_of(s), schema=s.schema, topic_prefix=s.topic_prefix)
         yield
 
 
@@ -133,7 +134,7 @@ async def _handlers(app: web.Application) -> AsyncIterator[None]:
             request_min_interval_s=t.request_min_interval_s,
         ),
         policy_of(s),
-        Backoff(base_s=t.backoff_base_s, cap_s=t.backoff_cap_s),
+        Backoff(initial=t.backoff_base_s, maximum=t.backoff_cap_s, jitter=0.5),
         metrics,
     )
     yield
@@ -144,12 +145,12 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     producer = Producer(s.kafka_bootstrap_servers, client_id=f"auth-{app[INSTANCE]}")
     app[PRODUCER] = producer
-    app[RELAY] = OutboxRelay(app[POOL], s.db_schema, producer)
-    app[CONSUMER] = RefreshRequestConsumer(
+    app[RELAY] = OutboxRelay(app[POOL], s.schema, producer)
+    app[REFRESH_REQUESTS] = refresh_request_loop(
         s.kafka_bootstrap_servers,
         s.topic_prefix,
         s.consumer_group,
-        app[REFRESHER].on_requested,
+        app[REFRESHER].handle_request,
         client_id=f"auth-{app[INSTANCE]}",
         on_lag=app[METRICS].shared.set_lag,
     )
@@ -159,65 +160,28 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
         await producer.stop()
 
 
-async def _ensure_topics(app: web.Application, stopping: asyncio.Event) -> bool:
-    """Create our topics (with their compaction/retention); retry while Kafka is away."""
-    s = app[SETTINGS]
-    specs = standard_topics(s.topic_prefix)
-    wanted = [specs[TOPIC_ACCOUNTS], specs[TOPIC_ACCESS_TOKENS], specs[TOPIC_TOKEN_REFRESH_REQUESTED]]
-    delay = 1.0
-    while not stopping.is_set():
-        try:
-            await ensure_topics(s.kafka_bootstrap_servers, wanted, request_timeout_ms=10_000)
-        except KafkaError as exc:
-            log.warning("kafka_topics_not_ensured", error=exc.message)
-            if await sleep_or_stop(stopping, delay):
-                return False
-            delay = min(delay * 2, 30.0)
-        else:
-            return True
-    return False
-
-
 async def _loops(app: web.Application) -> AsyncIterator[None]:
-    loops = app[LOOPS]
-    stopping = loops.stopping
-    relay, refresher, consumer, repo = app[RELAY], app[REFRESHER], app[CONSUMER], app[REPOSITORY]
-    topics_ready = asyncio.Event()
-
-    async def relay_loop() -> None:
-        if not topics_ready.is_set():
-            if not await _ensure_topics(app, stopping):
-                return
-            topics_ready.set()
-        async with asyncio.TaskGroup() as group:
-            group.create_task(relay.run())
-            await stopping.wait()
-            relay.stop()
-
-    async def consumer_loop() -> None:
-        await topics_ready.wait()
-        await consumer.run(stopping)
-
-    loops.add("refresh", lambda: refresher.run(stopping))
-    loops.add("outbox-relay", relay_loop, restart_delay=2.0)
-    loops.add("refresh-requests", consumer_loop, restart_delay=5.0)
-    loops.add("housekeeping", lambda: housekeeping(repo, stopping), restart_delay=60.0)
-    loops.add("outbox-gauge", lambda: _outbox_gauge(app, stopping), restart_delay=10.0)
+    """Every long-running part is ``run(stopping)``; the relay's loop first ensures the topics (with
+    their compaction/retention), and the consumer waits for that."""
+    s, loops, relay = app[SETTINGS], app[LOOPS], app[RELAY]
+    specs = standard_topics(s.topic_prefix)
+    topics = TopicGate(
+        s.kafka_bootstrap_servers,
+        [specs[TOPIC_ACCOUNTS], specs[TOPIC_ACCESS_TOKENS], specs[TOPIC_TOKEN_REFRESH_REQUESTED]],
+    )
+    backlog = BacklogGauge(relay, app[METRICS].outbox_backlog.labels("auth").set)
+    loops.add("refresh", app[REFRESHER].run)
+    loops.add(
+        "outbox-relay",
+        topics.ensuring_first(relay.run),
+        restart_delay=2.0,
+        health=lambda: topics.health() or relay.health(),
+    )
+    loops.add("refresh-requests", topics.waiting_first(app[REFRESH_REQUESTS].run), restart_delay=5.0)
+    loops.add("housekeeping", Housekeeping(app[REPOSITORY]).run, restart_delay=60.0)
+    loops.add("outbox-gauge", backlog.run, restart_delay=10.0)
     async with loops:
         yield
-
-
-async def _outbox_gauge(app: web.Application, stopping: asyncio.Event) -> None:
-    """Keep ``tiktok_outbox_backlog{service="auth"}`` current (every 5 s)."""
-    gauge = app[METRICS].outbox_backlog.labels("auth")
-    relay = app[RELAY]
-    while True:
-        try:
-            gauge.set(await relay.backlog())
-        except DB_ERRORS as exc:
-            log.warning("outbox_backlog_unknown", error=f"{type(exc).__name__}: {exc}")
-        if await sleep_or_stop(stopping, 5.0):
-            return
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -29,7 +29,6 @@ class RefreshTuning:
     min_lead_s: float = 300.0
     jitter: float = 0.1
     poll_interval_s: float = 5.0
-    batch_size: int = 100
     concurrency: int = 20
     call_timeout_s: float = 15.0
     lease_s: float = 60.0
@@ -46,13 +45,13 @@ class RefreshTuning:
                 f"AUTH_REFRESH_LEASE_S ({self.lease_s}) must be at least twice "
                 f"AUTH_REFRESH_CALL_TIMEOUT_S ({self.call_timeout_s})"
             )
-        if self.batch_size < 1 or self.concurrency < 1:
-            raise ConfigError("AUTH_REFRESH_BATCH_SIZE and AUTH_REFRESH_CONCURRENCY must be positive")
+        if self.concurrency < 1:
+            raise ConfigError("AUTH_REFRESH_CONCURRENCY must be positive")
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str
+    database_url: Secret
     kafka_bootstrap_servers: str
     tiktok_api_base: str
     tiktok_authorize_url: str
@@ -69,7 +68,7 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8081
     metrics_port: int | None = None  # METRICS_PORT: /metrics on its own port (common.metrics_site)
-    db_schema: str = "auth"
+    schema: str = "auth"
     db_pool_min: int = 1
     db_pool_max: int = 10
     consumer_group: str = "auth-service"
@@ -92,7 +91,6 @@ class Settings:
             min_lead_s=env.number("AUTH_REFRESH_MIN_LEAD_S", defaults.min_lead_s),
             jitter=env.number("AUTH_REFRESH_JITTER", defaults.jitter),
             poll_interval_s=env.number("AUTH_REFRESH_POLL_INTERVAL_S", defaults.poll_interval_s),
-            batch_size=env.integer("AUTH_REFRESH_BATCH_SIZE", defaults.batch_size),
             concurrency=env.integer("AUTH_REFRESH_CONCURRENCY", defaults.concurrency),
             call_timeout_s=env.number("AUTH_REFRESH_CALL_TIMEOUT_S", defaults.call_timeout_s),
             lease_s=env.number("AUTH_REFRESH_LEASE_S", defaults.lease_s),
@@ -103,7 +101,7 @@ class Settings:
             ),
         )
         return cls(
-            database_url=env.string("DATABASE_URL"),
+            database_url=env.secret("DATABASE_URL"),
             kafka_bootstrap_servers=env.string("KAFKA_BOOTSTRAP_SERVERS"),
             topic_prefix=env.string("TOPIC_PREFIX", ""),
             tiktok_api_base=env.string("TIKTOK_API_BASE", "https://open.tiktokapis.com"),

@@ -37,11 +37,13 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 
-from auth_service.adapters.postgres import Repository, SeedAccount  # noqa: E402
+from auth_service.adapters.postgres import Repository  # noqa: E402
 from auth_service.adapters.vault import Vault  # noqa: E402
 from auth_service.app import MIGRATIONS  # noqa: E402
 from common.cipher import KeyRing, TokenCipher, generate_key  # noqa: E402
 from common.db import apply_migrations  # noqa: E402
+from tests.auth.seeding import SeedAccount  # noqa: E402
+from tests.auth.seeding import seed as insert_accounts  # noqa: E402
 from tiktok_pipeline.local import free_port  # noqa: E402
 
 SCOPES = ("user.info.basic", "video.publish")
@@ -142,7 +144,7 @@ async def seed(http: aiohttp.ClientSession, sandbox: str, repo: Repository, coun
 
     for start in range(0, count, 1000):
         batch = await asyncio.gather(*(one(i) for i in range(start, min(count, start + 1000))))
-        await repo.seed(batch)
+        await insert_accounts(repo, batch)
     return client_key
 
 

@@ -204,3 +204,9 @@ async def _apply_locked(conn: Any, schema: str, migrations: list[Migration]) -> 
         log.info("migration_applied", schema=schema, version=m.version, name=m.name)
         done.append(m.filename)
     return done
+
+
+async def migrate(dsn: str, schema: str, directory: Path) -> list[str]:
+    """Apply the pending migrations of ``directory`` to ``schema`` with a short-lived pool."""
+    async with create_pool(dsn, min_size=1, max_size=2) as pool:
+        return await apply_migrations(pool, schema, directory)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import asyncpg
+
 
 class PipelineError(Exception):
     code: ClassVar[str] = "internal_error"
@@ -59,8 +61,39 @@ class PayloadTooLarge(InvalidInput):
 
 
 class TransientError(PipelineError):
-    """A dependency is unavailable for now; the same call may succeed later."""
+    """A dependency is unavailable for now; the same call may succeed later.
+
+    The one notion of "dependency unavailable": ``KafkaUnavailable``, ``S3Unavailable`` and
+    ``DatabaseUnavailable`` are its subclasses. Code that retries asks :func:`is_retriable`.
+    """
 
     code = "temporarily_unavailable"
     retriable = True
     http_status = 503
+
+
+class DatabaseUnavailable(TransientError):
+    """PostgreSQL could not be reached, broke the connection or refused the statement for now."""
+
+    code = "database_unavailable"
+
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+"""What a lost or restarting PostgreSQL looks like through asyncpg (the only hand-kept list)."""
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether trying the same thing again later can help: the one rule every retry loop asks.
+
+    A ``PipelineError`` says so itself (``retriable``); asyncpg's and the socket layer's errors
+    (``DATABASE_ERRORS``) are a dependency that is away; anything else is a bug or a refusal.
+    """
+    if isinstance(exc, PipelineError):
+        return exc.retriable
+    return isinstance(exc, DATABASE_ERRORS)
+

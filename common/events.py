@@ -2,342 +2,100 @@
 
 Events are frozen pydantic models, validated when they come in and serialised only at the Kafka edge
 (:func:`encode` / :func:`decode`). Their JSON Schemas are checked in under ``schemas/``
-(``python -m common.events`` regenerates them; a test fails when they drift).
+(``python -m common.events`` regenerates them; a test fails when they drift), with test vectors under
+``schemas/examples/`` that this decoder and two JSON Schema validators must judge alike.
 
-Changes are additive; a breaking change is a new ``version``.
+The payloads live in :mod:`common.event_posts` and :mod:`common.event_accounts`, the field types in
+:mod:`common.event_fields`; they are re-exported here, so ``from common.events import ...`` is the
+one import a service needs.
+
+Changes are additive; a breaking change is a new ``version`` (README.md, "Event contracts").
 """
 
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from common.errors import InvalidInput
+from common.event_accounts import AccessTokenData, AccountData, AccountStatus, RefreshRequestedData
+from common.event_fields import (
+    MAX_EVENT_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_METADATA_BYTES,
+    UUID_SCHEMA,
+    Identifier,
+    JsonInt,
+    S3Uri,
+    Timestamp,
+    UuidText,
+    is_text,
+    text_problem,
+    utf16_len,
+)
+from common.event_insights import AccountStatsData, InsightsUnavailable, PostMetricsData
+from common.event_posts import (
+    TERMINAL_STATES,
+    ErrorInfo,
+    MediaRef,
+    PostKind,
+    PostMode,
+    PostRequestedData,
+    PostState,
+    PostStatusData,
+    PrivacyLevel,
+    Progress,
+    Transfer,
+)
 
-MAX_EVENT_BYTES = 256 * 1024
-"""A post request larger than this is refused before parsing (``too_large``)."""
-
-MAX_METADATA_BYTES = 16 * 1024
-
-MAX_JSON_DEPTH = 32
-"""Deeper JSON is refused (``too_deep``): no event needs it, and recursion in the parser, the
-validators and Postgres' jsonb must not be reachable from the outside."""
-
-
-def utf16_len(text: str) -> int:
-    """Length in UTF-16 code units, the unit TikTok counts captions in (an emoji is often 2)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _utf16_max(limit: int) -> AfterValidator:
-    def check(value: str | None) -> str | None:
-        if value is not None and utf16_len(value) > limit:
-            raise ValueError(f"is {utf16_len(value)} UTF-16 code units long; TikTok allows at most {limit}")
-        return value
-
-    return AfterValidator(check)
-
-
-_S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>[^\x00-\x1f]{1,1024})$")
-
-
-def _check_s3_uri(value: str) -> str:
-    match = _S3_URI.match(value)
-    if not match:
-        raise ValueError("must be an s3://bucket/key URI")
-    if {".", ".."} & set(match["key"].split("/")):
-        # A pull URL is <public base>/<bucket>/<key>: "../" would leave the allowed bucket.
-        raise ValueError("the key must not contain '.' or '..' path segments")
-    return value
-
-
-S3Uri = Annotated[str, Field(max_length=1100), AfterValidator(_check_s3_uri)]
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@\-]*$")]
+__all__ = [
+    "DATA_MODELS",
+    "MAX_EVENT_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_METADATA_BYTES",
+    "TERMINAL_STATES",
+    "AccessTokenData",
+    "AccountData",
+    "AccountStatsData",
+    "AccountStatus",
+    "BadEvent",
+    "Envelope",
+    "ErrorInfo",
+    "EventType",
+    "Identifier",
+    "InsightsUnavailable",
+    "MediaRef",
+    "PostKind",
+    "PostMetricsData",
+    "PostMode",
+    "PostRequestedData",
+    "PostState",
+    "PostStatusData",
+    "PrivacyLevel",
+    "Progress",
+    "RefreshRequestedData",
+    "S3Uri",
+    "Transfer",
+    "decode",
+    "describe_errors",
+    "encode",
+    "is_text",
+    "json_schemas",
+    "parse_json",
+    "utcnow",
+    "utf16_len",
+    "write_schemas",
+]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
-
-
-# --------------------------------------------------------------------------------------------------
-# tiktok.post.requested
-# --------------------------------------------------------------------------------------------------
-
-
-class PostKind(StrEnum):
-    video = "video"
-    photo = "photo"
-
-
-class PostMode(StrEnum):
-    direct = "direct"
-    draft = "draft"
-
-
-class Transfer(StrEnum):
-    file_upload = "file_upload"
-    pull_from_url = "pull_from_url"
-
-
-class PrivacyLevel(StrEnum):
-    PUBLIC_TO_EVERYONE = "PUBLIC_TO_EVERYONE"
-    MUTUAL_FOLLOW_FRIENDS = "MUTUAL_FOLLOW_FRIENDS"
-    FOLLOWER_OF_CREATOR = "FOLLOWER_OF_CREATOR"
-    SELF_ONLY = "SELF_ONLY"
-
-
-class MediaRef(_Frozen):
-    uri: S3Uri
-
-
-class PostRequestedData(_Frozen):
-    """An upstream system asks for one post. ``post_id`` is its idempotency key."""
-
-    post_id: Identifier
-    account_id: Identifier
-    kind: PostKind
-    mode: PostMode
-    transfer: Transfer = Transfer.file_upload
-    video: MediaRef | None = None
-    photos: list[MediaRef] | None = Field(default=None, max_length=35)
-    cover_index: int | None = Field(default=None, ge=0)
-    caption: Annotated[str | None, _utf16_max(2200)] = None
-    title: Annotated[str | None, _utf16_max(90)] = None
-    description: Annotated[str | None, _utf16_max(4000)] = None
-    privacy_level: PrivacyLevel | None = None
-    disable_comment: bool = False
-    disable_duet: bool = False
-    disable_stitch: bool = False
-    video_cover_timestamp_ms: int | None = Field(default=None, ge=0, le=600_000)
-    brand_content_toggle: bool = False
-    brand_organic_toggle: bool = False
-    is_aigc: bool = False
-    auto_add_music: bool = False
-    publish_at: datetime | None = None
-    metadata: dict[str, Any] | None = None
-
-    @field_validator("publish_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must carry a timezone (RFC 3339, e.g. 2026-11-22T10:00:00Z)")
-        if value is not None:
-            try:  # 9999-12-31T23:59:59-14:00 is year 10000 in UTC: Postgres (asyncpg) cannot store it
-                value.astimezone(UTC)
-            except OverflowError:
-                raise ValueError("is out of range once converted to UTC") from None
-        return value
-
-    @field_validator("metadata")
-    @classmethod
-    def _small_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
-            raise ValueError(f"is larger than {MAX_METADATA_BYTES} bytes as JSON")
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> PostRequestedData:
-        if self.kind is PostKind.video:
-            if self.video is None:
-                raise ValueError("a video post needs video.uri")
-            if self.photos:
-                raise ValueError("a video post cannot carry photos")
-            if self.title is not None or self.description is not None:
-                raise ValueError("title and description are for photo posts; a video uses caption")
-        else:
-            if not self.photos:
-                raise ValueError("a photo post needs 1 to 35 photos")
-            if self.video is not None:
-                raise ValueError("a photo post cannot carry a video")
-            if self.transfer is not Transfer.pull_from_url:
-                raise ValueError("TikTok accepts photos only with transfer=pull_from_url")
-            if self.cover_index is None:
-                raise ValueError("a photo post needs cover_index")
-            if self.cover_index >= len(self.photos):
-                raise ValueError(f"cover_index {self.cover_index} is outside the {len(self.photos)} photos")
-            if self.caption is not None:
-                raise ValueError("a photo post uses title and description, not caption")
-            if self.disable_duet or self.disable_stitch:
-                raise ValueError("duet and stitch do not exist for photo posts")
-        if self.mode is PostMode.direct and self.privacy_level is None:
-            raise ValueError("a direct post needs privacy_level (TikTok forbids a default)")
-        if self.brand_content_toggle and self.privacy_level is PrivacyLevel.SELF_ONLY:
-            raise ValueError("branded content cannot be SELF_ONLY")
-        return self
-
-    def media_uris(self) -> list[str]:
-        if self.video is not None:
-            return [self.video.uri]
-        return [p.uri for p in self.photos or []]
-
-
-# --------------------------------------------------------------------------------------------------
-# tiktok.post.status
-# --------------------------------------------------------------------------------------------------
-
-
-class PostState(StrEnum):
-    received = "received"
-    scheduled = "scheduled"
-    validating = "validating"
-    uploading = "uploading"
-    processing = "processing"
-    published = "published"
-    inbox_delivered = "inbox_delivered"
-    failed = "failed"
-    rejected = "rejected"
-    cancelled = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL_STATES
-
-
-TERMINAL_STATES = frozenset(
-    {
-        PostState.published,
-        PostState.inbox_delivered,
-        PostState.failed,
-        PostState.rejected,
-        PostState.cancelled,
-    }
-)
-
-
-class Progress(_Frozen):
-    bytes_sent: int = Field(ge=0)
-    bytes_total: int = Field(ge=0)
-
-
-class ErrorInfo(_Frozen):
-    code: str
-    message: str
-    retryable: bool = False
-    tiktok_log_id: str | None = None
-
-
-class PostStatusData(_Frozen):
-    post_id: str
-    account_id: str
-    seq: int = Field(ge=0)
-    state: PostState
-    attempt: int = Field(default=0, ge=0)
-    progress: Progress | None = None
-    publish_id: str | None = None
-    tiktok_post_ids: list[str] = Field(default_factory=list)
-    error: ErrorInfo | None = None
-    metadata: dict[str, Any] | None = None
-
-
-# --------------------------------------------------------------------------------------------------
-# tiktok.accounts, tiktok.access-tokens, tiktok.token.refresh-requested
-# --------------------------------------------------------------------------------------------------
-
-
-class AccountStatus(StrEnum):
-    connected = "connected"
-    reauth_required = "reauth_required"
-    disconnected = "disconnected"
-
-
-class AccountData(_Frozen):
-    """The public state of an account; the compacted topic keeps the latest per account."""
-
-    account_id: str
-    open_id: str
-    status: AccountStatus
-    scopes: list[str] = Field(default_factory=list)
-    display_name: str | None = None
-    access_expires_at: datetime | None = None
-    refresh_expires_at: datetime | None = None
-    token_version: int = 0
-    reason: str | None = None
-
-
-class AccessTokenData(_Frozen):
-    """The current access token of an account, encrypted with the transport key (never plain)."""
-
-    account_id: str
-    open_id: str
-    scopes: list[str]
-    token_version: int = Field(ge=0)
-    expires_at: datetime
-    ciphertext: str
-
-
-class RefreshRequestedData(_Frozen):
-    """publish_service saw ``access_token_invalid`` on ``seen_token_version``; please refresh."""
-
-    account_id: str
-    reason: str
-    seen_token_version: int | None = None
-
-
-# --------------------------------------------------------------------------------------------------
-# tiktok.post.metrics, tiktok.account.stats (insights, docs/insights.md)
-# --------------------------------------------------------------------------------------------------
-
-
-class InsightsUnavailable(StrEnum):
-    """Why an insights event carries no counts."""
-
-    scope_missing = "scope_missing"  # the creator did not grant video.list / user.info.stats
-    video_unavailable = "video_unavailable"  # TikTok no longer returns the video: deleted or not public
-    query_failed = "query_failed"  # TikTok refused the query repeatedly (not busy, not a scope); slot ends
-
-
-class PostMetricsData(_Frozen):
-    """One scheduled fetch of a published post's counts (key ``post_id``).
-
-    The counts are absent when ``insights_unavailable`` says why; ``scope_missing`` is sent once per
-    post, not on every slot.
-    """
-
-    post_id: str
-    account_id: str
-    tiktok_post_id: str
-    slot: int = Field(ge=0)  # index in the schedule
-    slot_after_s: float = Field(ge=0)  # the slot's delay after publishing
-    fetched_at: datetime
-    view_count: int | None = Field(default=None, ge=0)
-    like_count: int | None = Field(default=None, ge=0)
-    comment_count: int | None = Field(default=None, ge=0)
-    share_count: int | None = Field(default=None, ge=0)
-    insights_unavailable: InsightsUnavailable | None = None
-    tiktok_log_id: str | None = None
-    metadata: dict[str, Any] | None = None  # the post request's metadata, as given
-
-
-class AccountStatsData(_Frozen):
-    """An account's counts from ``/v2/user/info/`` (key ``account_id``; the topic is compacted)."""
-
-    account_id: str
-    fetched_at: datetime
-    follower_count: int | None = Field(default=None, ge=0)
-    following_count: int | None = Field(default=None, ge=0)
-    likes_count: int | None = Field(default=None, ge=0)
-    video_count: int | None = Field(default=None, ge=0)
-    insights_unavailable: InsightsUnavailable | None = None
-    tiktok_log_id: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,14 +106,31 @@ D = TypeVar("D", bound=BaseModel)
 
 
 class Envelope(BaseModel, Generic[D]):
+    """Every record's value: the event's identity around its payload ``data``."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    type: str
-    version: int = 1
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    occurred_at: datetime = Field(default_factory=utcnow)
-    correlation_id: str | None = Field(default=None, max_length=200)
-    data: D
+    type: str = Field(description="The event type; also the `type` and `ce_type` headers.")
+    version: JsonInt = Field(
+        default=1,
+        description="The contract version; also the `version` header. A v2 is a new schema file, "
+        "announced and produced beside v1 (README.md, Event contracts).",
+    )
+    event_id: Annotated[uuid.UUID, UuidText, WithJsonSchema(UUID_SCHEMA)] = Field(
+        default_factory=uuid.uuid4,
+        description="Unique per event; a repeat (delivery is at least once) has the same event_id: "
+        "drop it. Also the `ce_id` header.",
+    )
+    occurred_at: Timestamp = Field(
+        default_factory=utcnow,
+        description="When it happened (RFC 3339; services write UTC). Also the `ce_time` header.",
+    )
+    correlation_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Carried from a request to every event it causes; set it to trace a post.",
+    )
+    data: D = Field(description="The payload; its schema depends on type.")
 
 
 class EventType(StrEnum):
@@ -391,6 +166,42 @@ class BadEvent(InvalidInput):
     code = "wrong_schema"
 
 
+CE_SPECVERSION = "1.0"
+CONTENT_TYPE = "application/json"
+SCHEMA_BASE = "https://github.com/tiktok-pipeline/schemas/"
+SOURCES: dict[str, str] = {
+    EventType.post_requested: "/tiktok-pipeline/producer",
+    EventType.post_status: "/tiktok-pipeline/publish_service",
+    EventType.refresh_requested: "/tiktok-pipeline/publish_service",
+    EventType.account_connected: "/tiktok-pipeline/auth_service",
+    EventType.account_refreshed: "/tiktok-pipeline/auth_service",
+    EventType.account_reauth_required: "/tiktok-pipeline/auth_service",
+    EventType.account_disconnected: "/tiktok-pipeline/auth_service",
+    EventType.access_token: "/tiktok-pipeline/auth_service",
+}
+"""CloudEvents ``source`` of each type: the service that produces it (post requests: any upstream)."""
+
+
+def schema_id(event_type: str, version: int = 1) -> str:
+    return f"{SCHEMA_BASE}{event_type}.v{version}.json"
+
+
+def headers_for(envelope: Envelope[Any], *, source: str | None = None) -> list[tuple[str, bytes]]:
+    """Today's ``type``/``version`` headers, then CloudEvents 1.0 Kafka binary-mode attributes (the
+    CloudEvents ``data`` is the whole envelope, so readers of the value see no difference)."""
+    return [
+        ("type", envelope.type.encode()),
+        ("version", str(envelope.version).encode()),
+        ("ce_specversion", CE_SPECVERSION.encode()),
+        ("ce_id", str(envelope.event_id).encode()),
+        ("ce_type", envelope.type.encode()),
+        ("ce_source", (source or SOURCES.get(envelope.type, "/tiktok-pipeline")).encode()),
+        ("ce_time", envelope.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z").encode()),
+        ("ce_dataschema", schema_id(envelope.type, envelope.version).encode()),
+        ("content-type", CONTENT_TYPE.encode()),
+    ]
+
+
 def encode(
     event_type: str,
     data: BaseModel,
@@ -398,6 +209,7 @@ def encode(
     correlation_id: str | None = None,
     event_id: uuid.UUID | None = None,
     occurred_at: datetime | None = None,
+    source: str | None = None,
 ) -> tuple[bytes, list[tuple[str, bytes]]]:
     """Serialise an event to the bytes and headers that go on Kafka."""
     envelope = Envelope[BaseModel](
@@ -408,8 +220,7 @@ def encode(
         occurred_at=occurred_at or utcnow(),
     )
     value = envelope.model_dump_json(exclude_none=False, serialize_as_any=True).encode()
-    headers = [("type", event_type.encode()), ("version", str(envelope.version).encode())]
-    return value, headers
+    return value, headers_for(envelope, source=source)
 
 
 def describe_errors(exc: ValidationError) -> str:
@@ -421,24 +232,6 @@ def describe_errors(exc: ValidationError) -> str:
         parts.append(f"{location}: {message}")
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
-
-
-def is_text(value: str) -> bool:
-    """Whether ``value`` is valid Unicode text: JSON may carry lone surrogates (``"\\ud800"``), which
-    no UTF-8 encoder, and so no event, row or log line, can hold."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _text_problem(value: str) -> str | None:
-    if "\x00" in value:
-        return "contains a NUL character (\\u0000)"
-    if not is_text(value):
-        return "contains a lone UTF-16 surrogate (not valid Unicode text)"
-    return None
 
 
 def _shape_problem(raw: Any) -> BadEvent | None:
@@ -453,12 +246,12 @@ def _shape_problem(raw: Any) -> BadEvent | None:
                 code="too_deep",
             )
         if isinstance(value, str):
-            problem = _text_problem(value)
+            problem = text_problem(value)
             if problem is not None:
                 return BadEvent(f"{path[:200] or 'value'}: {problem}", code="wrong_schema")
         elif isinstance(value, dict):
             for key, item in value.items():
-                problem = _text_problem(key)
+                problem = text_problem(key)
                 if problem is not None:
                     return BadEvent(f"{path[:200] or 'object'}: a key {problem}", code="wrong_schema")
                 stack.append((item, f"{path}.{key}" if path else key, depth + 1))
@@ -511,14 +304,38 @@ def decode(
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schema of each topic's envelope, keyed by file name."""
+    """The JSON Schema (draft 2020-12) of each topic's envelope, keyed by file name."""
     out: dict[str, dict[str, Any]] = {}
     for event_type, model in DATA_MODELS.items():
         name = f"{event_type}.v1.json"
         schema = Envelope[model].model_json_schema()  # type: ignore[valid-type]
-        schema["$id"] = f"https://github.com/tiktok-pipeline/schemas/{name}"
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = schema_id(event_type)
         schema["title"] = f"{event_type} (version 1)"
-        schema["properties"]["type"] = {"const": str(event_type), "type": "string"}
+        schema["description"] = (
+            f"The value of a {event_type} record: an envelope around its data. Rules JSON Schema cannot "
+            "say (UTF-16 lengths, metadata size, JSON depth, NUL characters, lone surrogates, the record "
+            "size) are in the descriptions and README.md."
+        )
+        schema["properties"]["type"] = {
+            "const": str(event_type),
+            "type": "string",
+            "description": "The event type; also the `type` and `ce_type` headers.",
+        }
+        schema["properties"]["version"] = {**schema["properties"]["version"], "const": 1}
+        example = model.model_config.get("json_schema_extra")
+        examples = example.get("examples") if isinstance(example, dict) else None
+        if isinstance(examples, list) and examples:
+            schema["examples"] = [
+                {
+                    "type": str(event_type),
+                    "version": 1,
+                    "event_id": "6d2c0c3e-0a43-4f5e-9d0e-1b1d6c1e8f00",
+                    "occurred_at": "2026-11-22T10:00:00Z",
+                    "correlation_id": "corr-42",
+                    "data": examples[0],
+                }
+            ]
         out[name] = schema
     return out
 

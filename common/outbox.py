@@ -6,17 +6,8 @@ table in id order, sends through the idempotent producer, waits for Kafka's ackn
 then deletes the rows. Delivery is at least once: a crash between the acknowledgement and the delete
 sends those events again, and consumers drop repeats by ``event_id``.
 
-Each service's migrations create the table; ``outbox_ddl(schema)`` returns the statement to put in a
-migration file (or copy it from there)::
-
-    CREATE TABLE outbox (
-        id         bigserial PRIMARY KEY,
-        topic      text        NOT NULL,
-        key        bytea       NOT NULL,
-        value      bytea,
-        headers    jsonb       NOT NULL DEFAULT '[]',
-        created_at timestamptz NOT NULL DEFAULT now()
-    );
+Each service's first migration creates the table; ``outbox_ddl(schema)`` is its one definition
+(``tests/common/test_outbox.py`` checks that both services' migrations create exactly this table).
 
 Ordering: rows of one Kafka partition (so of one key) reach Kafka in id order. Ids are taken at
 insert, not at commit, so two transactions that write events for the same key must be serialised
@@ -28,24 +19,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import asyncpg
 import structlog
 
+from common.backoff import Backoff
 from common.db import advisory_lock_key, validate_identifier
-from common.errors import InvalidInput, PipelineError
-from common.kafka import Delivered, KafkaError, KafkaUnavailable, OutgoingMessage, Producer
+from common.errors import InvalidInput, PipelineError, is_retriable
+from common.kafka import Delivered, KafkaError, OutgoingMessage, Producer
+from common.tasks import sleep_or_stop, wait_or_stop
 
-__all__ = ["OutboxError", "OutboxRelay", "enqueue", "notify_channel", "outbox_ddl"]
+__all__ = ["BacklogGauge", "OutboxError", "OutboxRelay", "enqueue", "notify_channel", "outbox_ddl"]
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 
-# What a lost or restarting PostgreSQL looks like through asyncpg.
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# How long to wait between tries while Kafka or PostgreSQL is away (doubling from 0.5 s to 30 s).
+DEFAULT_BACKOFF = Backoff(initial=0.5, factor=2.0, maximum=30.0, jitter=0.2)
 
 
 class OutboxError(PipelineError):
@@ -120,14 +112,16 @@ async def enqueue(
 class OutboxRelay:
     """Publishes ``<schema>.outbox`` to Kafka; run one per replica, one relays at a time.
 
-    ``run()`` loops until ``stop()``: it takes a session-level advisory lock (replicas that don't get
-    it retry every ``lock_retry_interval`` seconds, so one takes over when the active one dies),
-    LISTENs for ``enqueue``'s notifications and polls every ``poll_interval`` seconds as a fallback.
-    When Kafka fails, the undelivered rows stay and are retried with exponential backoff, in order;
-    when PostgreSQL goes away, it reconnects. It holds one pool connection while active.
+    ``run(stopping)`` loops until ``stopping`` is set: it takes a session-level advisory lock
+    (replicas that don't get it retry every ``lock_retry_interval`` seconds, so one takes over when
+    the active one dies), LISTENs for ``enqueue``'s notifications and polls every ``poll_interval``
+    seconds as a fallback. When Kafka fails, the undelivered rows stay and are retried with
+    ``backoff``, in order; when PostgreSQL goes away, it reconnects. It holds one pool connection
+    while active.
 
     If ``producer`` has not been started (Kafka was down when the service started) the relay starts
-    it, retrying; its owner still stops it.
+    it, retrying; its owner still stops it. ``health()`` names the problem once ``unhealthy_after``
+    tries in a row have failed, for ``/readyz``.
     """
 
     def __init__(
@@ -139,8 +133,8 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         lock_retry_interval: float = 5.0,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        unhealthy_after: int = 3,
     ) -> None:
         self.schema = validate_identifier(schema)
         self._pool = pool
@@ -148,81 +142,63 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._lock_retry_interval = lock_retry_interval
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._stopping = asyncio.Event()
+        self._backoff = backoff
+        self._unhealthy_after = unhealthy_after
         self._wake = asyncio.Event()
         self._lock_key = advisory_lock_key("outbox", schema)
         self.is_active = False
         self.relayed = 0
         self.failures = 0
+        self.failures_in_a_row = 0
         self.last_error: str | None = None
 
-    def stop(self) -> None:
-        """Ask ``run()`` to return after the batch in flight (its rows are deleted or kept)."""
-        self._stopping.set()
+    def health(self) -> str | None:
+        """``None`` while delivering (or idle); what keeps failing after several failures in a row."""
+        if self.failures_in_a_row < self._unhealthy_after:
+            return None
+        return f"{self.failures_in_a_row} failures in a row, last: {self.last_error}"
 
     async def backlog(self) -> int:
         """How many events wait in the outbox (for a gauge and for tests)."""
         count: int = await self._pool.fetchval(f"SELECT count(*) FROM {self.schema}.outbox")
         return count
 
-    async def run(self) -> None:
-        backoff = self._backoff_initial
-        while not self._stopping.is_set():
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Relay until ``stopping`` is set; returns after the batch in flight (its rows deleted or kept)."""
+        while not stopping.is_set():
             try:
                 if not self._producer.started:
                     await self._producer.start()
-                await self._run_with_connection()
-                backoff = self._backoff_initial
-            except KafkaError as e:
-                self._note_failure("outbox_relay_kafka_unavailable", e)
-                await self._pause(backoff)
-                backoff = min(backoff * 2, self._backoff_max)
-            except _DB_ERRORS as e:
-                self._note_failure("outbox_relay_database_unavailable", e)
-                await self._pause(backoff)
-                backoff = min(backoff * 2, self._backoff_max)
+                await self._run_with_connection(stopping)
+            except Exception as e:
+                if not is_retriable(e):
+                    raise
+                kafka = isinstance(e, KafkaError)
+                self._note_failure(f"outbox_relay_{'kafka' if kafka else 'database'}_unavailable", e)
+                await sleep_or_stop(stopping, self._backoff.delay(self.failures_in_a_row))
 
     def _note_failure(self, event: str, error: BaseException) -> None:
         self.failures += 1
-        self.last_error = f"{type(error).__name__}: {error}"
-        log.warning(event, schema=self.schema, error=self.last_error)
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep up to ``seconds``, waking early on ``stop()``."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
-        except TimeoutError:
-            pass
-
-    async def _wait_for_work(self, seconds: float) -> None:
-        """Sleep up to ``seconds``, waking early on a notification or ``stop()``."""
-        wake = asyncio.ensure_future(self._wake.wait())
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({wake, stopping}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for f in (wake, stopping):
-                f.cancel()
-            await asyncio.gather(wake, stopping, return_exceptions=True)
+        self.failures_in_a_row += 1
+        self.last_error = f"{type(error).__name__}: {error}"[:200]
+        log.warning(event, schema=self.schema, error=self.last_error, in_a_row=self.failures_in_a_row)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
         self._wake.set()
 
-    async def _run_with_connection(self) -> None:
+    async def _run_with_connection(self, stopping: asyncio.Event) -> None:
         async with self._pool.acquire() as conn:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", self._lock_key):
                 log.debug("outbox_relay_standby", schema=self.schema)
-                await self._pause(self._lock_retry_interval)
+                self.failures_in_a_row = 0  # standing by is healthy: another replica relays
+                await sleep_or_stop(stopping, self._lock_retry_interval)
                 return
             channel = notify_channel(self.schema)
             await conn.add_listener(channel, self._on_notify)
             self.is_active = True
             log.info("outbox_relay_active", schema=self.schema)
             try:
-                await self._relay(conn)
+                await self._relay(conn, stopping)
             finally:
                 self.is_active = False
                 # On a healthy connection give the lock back now; the pool's reset would too.
@@ -230,24 +206,23 @@ class OutboxRelay:
                     await conn.remove_listener(channel, self._on_notify)
                     await conn.execute("SELECT pg_advisory_unlock($1::bigint)", self._lock_key)
 
-    async def _relay(self, conn: Any) -> None:
-        backoff = self._backoff_initial
-        while not self._stopping.is_set():
+    async def _relay(self, conn: Any, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
             self._wake.clear()
             rows = await conn.fetch(
                 f"SELECT id, topic, key, value, headers FROM {self.schema}.outbox ORDER BY id LIMIT $1",
                 self._batch_size,
             )
             if not rows:
-                await self._wait_for_work(self._poll_interval)
+                self.failures_in_a_row = 0
+                await wait_or_stop(self._wake, stopping, self._poll_interval)
                 continue
             failed = await self._publish(conn, rows)
             if failed is None:
-                backoff = self._backoff_initial
+                self.failures_in_a_row = 0
                 continue
             self._note_failure("outbox_relay_send_failed", failed)
-            await self._pause(backoff)
-            backoff = min(backoff * 2, self._backoff_max)
+            await sleep_or_stop(stopping, self._backoff.delay(self.failures_in_a_row))
 
     async def _publish(self, conn: Any, rows: Sequence[Any]) -> KafkaError | None:
         """Send ``rows``; delete the delivered ones; return the first failure, if any."""
@@ -269,7 +244,7 @@ class OutboxRelay:
         errors = [result for result in results if isinstance(result, KafkaError)]
         if not errors:
             return None
-        retriable = [e for e in errors if isinstance(e, KafkaUnavailable)]
+        retriable = [e for e in errors if e.retriable]
         if len(retriable) != len(errors):
             log.error(
                 "outbox_relay_record_refused",
@@ -280,3 +255,24 @@ class OutboxRelay:
                 error=str(errors[0]),
             )
         return errors[0]
+
+
+class BacklogGauge:
+    """Reports how many events wait in the outbox (``set_value(n)``) every ``every`` seconds."""
+
+    def __init__(self, relay: OutboxRelay, set_value: Callable[[int], None], *, every: float = 5.0) -> None:
+        self._relay = relay
+        self._set = set_value
+        self._every = every
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while True:
+            try:
+                self._set(await self._relay.backlog())
+            except Exception as exc:
+                if not is_retriable(exc):
+                    raise
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox_backlog_unknown", schema=self._relay.schema, error=error)
+            if await sleep_or_stop(stopping, self._every):
+                return

@@ -22,7 +22,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from common.errors import InvalidInput, NotFound, PipelineError
+from common.errors import InvalidInput, NotFound, PipelineError, TransientError
 
 __all__ = [
     "InvalidS3Uri",
@@ -50,12 +50,10 @@ class S3Error(PipelineError):
     code = "storage_error"
 
 
-class S3Unavailable(S3Error):
+class S3Unavailable(S3Error, TransientError):
     """The object store could not be reached or broke the connection; trying again can help."""
 
     code = "storage_unavailable"
-    retriable = True
-    http_status = 503
 
 
 class S3ObjectMissing(S3Error, NotFound):

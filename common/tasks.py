@@ -1,59 +1,98 @@
-"""Background loops that live and die with the app: started, watched, cancelled and awaited.
+"""The stop protocol, and the background loops that live and die with the app.
 
-``BackgroundLoops`` is used as an aiohttp ``cleanup_ctx`` entry (or ``async with``). A loop that
-crashes is logged and restarted after a pause (a crashed relay must not silently stop publishing);
-``check()`` tells readiness whether every loop is alive. Shutdown asks loops to stop, waits up to a
-deadline, then cancels what is left.
+Every long-running part of a service is an ``async def run(stopping: asyncio.Event) -> None``: it
+works until ``stopping`` is set, then finishes what it has in hand (a batch, a refresh, a chunk) and
+returns. Nothing else stops it: no ``stop()`` method, no flag of its own, no task to cancel from the
+side. Every wait inside it ends when ``stopping`` is set (``sleep_or_stop``, ``wait_or_stop``).
+
+``BackgroundLoops`` runs those parts as an aiohttp ``cleanup_ctx`` entry (or ``async with``). One
+event is shared by all of them. A part that raises is logged and restarted after a pause (a crashed
+relay must not silently stop publishing). Shutdown sets the event, waits up to a deadline, then
+cancels what is left.
+
+Readiness (``check()``) tells the truth about each part: it is unhealthy when its task is gone, when
+it crash-loops (``crash_limit`` crashes in a row, none of them after a run that lasted
+``stable_after`` seconds), or when its own ``health()`` probe names a problem (the outbox relay does
+after failing to deliver several times in a row). ``check()`` raises naming every unhealthy part.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
 log = structlog.get_logger(__name__)
 
-LoopFactory = Callable[[], Awaitable[None]]
+Run = Callable[[asyncio.Event], Awaitable[None]]
+"""A long-running part: works until the event is set, then returns."""
+
+Health = Callable[[], str | None]
+"""A part's own health probe: ``None`` when fine, else what is wrong (shown by ``/readyz``)."""
+
+
+class Runnable(Protocol):
+    """What every long-running part looks like."""
+
+    async def run(self, stopping: asyncio.Event) -> None: ...
+
+
+class NotReady(RuntimeError):
+    """Raised by ``BackgroundLoops.check``; the message names each unhealthy loop."""
 
 
 @dataclass
 class _Loop:
     name: str
-    factory: LoopFactory
+    run: Run
     restart_delay: float
+    health: Health | None
     task: asyncio.Task[None] | None = None
     crashes: int = 0
+    crashes_in_a_row: int = 0
+    last_error: str | None = None
 
 
 @dataclass
 class BackgroundLoops:
     shutdown_deadline: float = 20.0
+    crash_limit: int = 3
+    """This many crashes in a row make the loop unhealthy."""
+    stable_after: float = 60.0
+    """A run that lasted this long before it crashed starts the count again."""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _loops: dict[str, _Loop] = field(default_factory=dict)
 
-    def add(self, name: str, factory: LoopFactory, *, restart_delay: float = 1.0) -> None:
+    def add(self, name: str, run: Run, *, restart_delay: float = 1.0, health: Health | None = None) -> None:
+        """Run ``run(stopping)`` from ``start()`` until ``stop()``; ``health`` feeds ``check()``."""
         if name in self._loops:
             raise ValueError(f"a loop named {name!r} exists already")
-        self._loops[name] = _Loop(name, factory, restart_delay)
+        self._loops[name] = _Loop(name, run, restart_delay, health)
 
     async def _supervise(self, loop: _Loop) -> None:
         while not self.stopping.is_set():
+            started = time.monotonic()
             try:
-                await loop.factory()
+                await loop.run(self.stopping)
                 if self.stopping.is_set():
                     return
                 log.warning("loop_returned", loop=loop.name)
+                loop.crashes_in_a_row = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 loop.crashes += 1
+                if time.monotonic() - started >= self.stable_after:
+                    loop.crashes_in_a_row = 0
+                loop.crashes_in_a_row += 1
+                loop.last_error = f"{type(exc).__name__}: {exc}"[:160]
                 log.exception("loop_crashed", loop=loop.name, crashes=loop.crashes)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), loop.restart_delay)
+            await sleep_or_stop(self.stopping, loop.restart_delay)
 
     async def start(self) -> None:
         for loop in self._loops.values():
@@ -77,16 +116,41 @@ class BackgroundLoops:
     async def __aexit__(self, *_exc: object) -> None:
         await self.stop()
 
+    def problems(self) -> dict[str, str]:
+        """Each unhealthy loop's name with what is wrong; empty when all are well (or stopping)."""
+        if self.stopping.is_set():
+            return {}
+        found: dict[str, str] = {}
+        for loop in self._loops.values():
+            if loop.task is None or loop.task.done():
+                found[loop.name] = "not running"
+            elif loop.crashes_in_a_row >= self.crash_limit:
+                found[loop.name] = f"crashed {loop.crashes_in_a_row} times in a row, last: {loop.last_error}"
+            elif loop.health is not None and (problem := loop.health()) is not None:
+                found[loop.name] = problem
+        return found
+
     async def check(self) -> None:
-        dead = [loop.name for loop in self._loops.values() if loop.task is None or loop.task.done()]
-        if dead and not self.stopping.is_set():
-            raise RuntimeError(f"background loops not running: {', '.join(dead)}")
+        """For ``/readyz``: raise ``NotReady`` naming every unhealthy loop."""
+        found = self.problems()
+        if found:
+            raise NotReady("; ".join(f"{name}: {problem}" for name, problem in found.items()))
 
 
 async def sleep_or_stop(stopping: asyncio.Event, seconds: float) -> bool:
     """Wait ``seconds`` unless ``stopping`` is set first; True means stop."""
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stopping.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
+    return stopping.is_set()
+
+
+async def wait_or_stop(event: asyncio.Event, stopping: asyncio.Event, seconds: float | None = None) -> bool:
+    """Wait until ``event`` or ``stopping`` is set (or ``seconds`` pass); True means ``event`` is set."""
+    waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(stopping.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+    return event.is_set()

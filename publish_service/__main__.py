@@ -18,7 +18,7 @@ import sys
 import structlog
 from aiohttp import web
 
-from common.db import apply_migrations, create_pool
+from common.db import migrate
 from common.errors import ConfigError
 from common.logging import configure_logging
 from publish_service.app import MIGRATIONS, create_app
@@ -26,8 +26,7 @@ from publish_service.settings import Settings
 
 
 async def _migrate(settings: Settings) -> None:
-    async with create_pool(settings.database_url.get(), min_size=1, max_size=2) as pool:
-        applied = await apply_migrations(pool, settings.schema, MIGRATIONS)
+    applied = await migrate(settings.database_url.get(), settings.schema, MIGRATIONS)
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
 
 

@@ -108,17 +108,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     relay = OutboxRelay(app[POOL], settings.schema, producer, poll_interval=0.5, lock_retry_interval=2.0)
     app[RELAY] = relay
     loops = BackgroundLoops(shutdown_deadline=settings.shutdown_deadline_s)
-
-    async def run_relay() -> None:
-        async def stop_when_asked() -> None:
-            await loops.stopping.wait()
-            relay.stop()
-
-        async with asyncio.TaskGroup() as group:
-            group.create_task(stop_when_asked())
-            await relay.run()
-
-    loops.add("outbox_relay", run_relay)
+    loops.add("outbox_relay", relay.run, health=relay.health)
     app[RELAY_LOOPS] = loops
     try:
         async with loops:
@@ -184,10 +174,10 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     app[WEBHOOKS] = WebhookHandler(repo, metrics)
     app[CANCELLATION] = Cancellation(repo)
 
-    async def read_state() -> None:
+    async def read_state(_stopping: asyncio.Event) -> None:
         await reader.run(sync.handle, loops.stopping)
 
-    async def consume_requests() -> None:
+    async def consume_requests(_stopping: asyncio.Event) -> None:
         await _wait_or_stop(reader.caught_up, loops.stopping)
         if loops.stopping.is_set():
             return
@@ -208,7 +198,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
                     if highwater is not None:
                         metrics.shared.set_lag(tp.topic, tp.partition, highwater - records[-1].offset - 1)
 
-    async def gauges() -> None:
+    async def gauges(_stopping: asyncio.Event) -> None:
         """``tiktok_posts_in_state`` and ``tiktok_outbox_backlog{service="publish"}``, every 5 s."""
         backlog = metrics.shared.outbox_backlog.labels("publish")
         while not loops.stopping.is_set():
@@ -228,7 +218,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     if settings.insights_enabled:
         add_insights_loops(loops, app[POOL], repo, app[TIKTOK], settings, metrics.registry)
     for n in range(settings.workers):
-        loops.add(f"worker-{n}", lambda n=n: worker.run(n), restart_delay=1.0)  # type: ignore[misc]
+        loops.add(f"worker-{n}", lambda _stopping, n=n: worker.run(n), restart_delay=1.0)  # type: ignore[misc]
     app[LOOPS] = loops
     async with loops:
         yield

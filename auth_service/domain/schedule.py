@@ -1,4 +1,4 @@
-"""When to refresh a token and how long to back off after a failed attempt.
+"""When to refresh a token (the retry schedule after a failed attempt is ``common.backoff.Backoff``).
 
 Everything is computed from the ``expires_in`` of each token response (TikTok's lifetimes changed
 from 24 h to 2 h in 2026; spec §2.5), never from a hard-coded lifetime.
@@ -55,15 +55,3 @@ class RefreshPolicy:
     ) -> datetime:
         return issued_at + timedelta(seconds=self.delay(expires_in, rng))
 
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with full jitter (AWS architecture blog), capped."""
-
-    base_s: float = 2.0
-    cap_s: float = 300.0
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Delay before attempt number ``attempt + 1`` (``attempt`` failures so far, from 1)."""
-        ceiling = min(self.cap_s, self.base_s * (2 ** max(0, min(attempt - 1, 30))))
-        return (rng or random).uniform(ceiling / 2, ceiling)

@@ -29,21 +29,21 @@ import random
 import time
 from dataclasses import dataclass
 
-import asyncpg
 import structlog
 
-from auth_service.adapters.postgres import Claim, NewTokens, Repository
-from auth_service.domain.schedule import Backoff, RefreshPolicy
+from auth_service.adapters.postgres import Repository
+from auth_service.domain.schedule import RefreshPolicy
+from auth_service.domain.tokens import Claim, NewTokens
 from auth_service.handlers.ports import TikTokAuth
 from auth_service.metrics import Metrics
-from common.events import EventType, RefreshRequestedData
-from common.tasks import sleep_or_stop
+from common.backoff import Backoff
+from common.errors import is_retriable
+from common.events import Envelope, EventType, RefreshRequestedData
+from common.kafka import Decoded
+from common.tasks import sleep_or_stop, wait_or_stop
 from common.tiktok.errors import TikTokError, TikTokTransportError
 
 log = structlog.get_logger(__name__)
-
-# What a lost or restarting PostgreSQL looks like through asyncpg.
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 # The longest pause between tries to store a refreshed token pair while PostgreSQL is away.
 COMMIT_RETRY_MAX_S = 2.0
@@ -110,7 +110,9 @@ class Refresher:
                 if room > 0 and (room >= self._min_claim or in_flight == 0):
                     try:
                         claims = await self._repo.claim_due(self._config.owner, room, self._config.lease_s)
-                    except DB_ERRORS as exc:
+                    except Exception as exc:
+                        if not is_retriable(exc):
+                            raise
                         log.warning("refresh_claim_failed", error=f"{type(exc).__name__}: {exc}")
                 for claim in claims:
                     in_flight += 1
@@ -118,7 +120,7 @@ class Refresher:
                     task.add_done_callback(done)
                 if claims and len(claims) == room:
                     continue  # there may be more due right now
-                await _wait_any(stopping, free, self._config.poll_interval_s)
+                await wait_or_stop(free, stopping, self._config.poll_interval_s)
 
     async def _guarded(self, claim: Claim) -> None:
         # One account's unexpected failure must not cancel the other refreshes in flight (their
@@ -129,6 +131,23 @@ class Refresher:
             log.exception("refresh_crashed", account_id=claim.account_id)
 
     # ---------------------------------------------------------------- on demand
+
+    async def handle_request(self, message: Decoded[Envelope[RefreshRequestedData]]) -> None:
+        """The consume loop's handler for ``tiktok.token.refresh-requested``.
+
+        A retriable failure (database away) propagates, so the loop retries the same record; any
+        other failure is a bug on this one record, logged, and must not stall the partition behind it.
+        """
+        envelope = message.event
+        with structlog.contextvars.bound_contextvars(
+            correlation_id=envelope.correlation_id, account_id=envelope.data.account_id
+        ):
+            try:
+                await self.on_requested(envelope.data, envelope.correlation_id)
+            except Exception as exc:
+                if is_retriable(exc):
+                    raise
+                log.exception("refresh_request_crashed", offset=message.record.offset)
 
     async def on_requested(self, data: RefreshRequestedData, correlation_id: str | None = None) -> str:
         """Handle ``tiktok.token.refresh-requested``; return what was done (for metrics and tests)."""
@@ -206,7 +225,9 @@ class Refresher:
                         return "stale"
                     await tx.emit_account(EventType.account_refreshed, account)
                     await tx.emit_access_token(account, grant.access_token)
-            except DB_ERRORS as exc:
+            except Exception as exc:
+                if not is_retriable(exc):
+                    raise
                 left = commit_until - time.monotonic()
                 if attempt >= self._config.commit_attempts and left <= 0:
                     log.exception("refresh_commit_failed", error=f"{type(exc).__name__}: {exc}")
@@ -247,24 +268,23 @@ class Refresher:
         return "reauth_required"
 
 
-async def _wait_any(stopping: asyncio.Event, other: asyncio.Event, seconds: float) -> None:
-    waiters = {asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(other.wait())}
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
+class Housekeeping:
+    """Drops OAuth states a day after they were created (they are useless after 10 minutes), hourly."""
 
+    def __init__(self, repo: Repository, *, every_s: float = 3600.0, keep_s: float = 86_400.0) -> None:
+        self._repo = repo
+        self._every_s = every_s
+        self._keep_s = keep_s
 
-async def housekeeping(repo: Repository, stopping: asyncio.Event) -> None:
-    """Drop OAuth states a day after they were created (they are useless after 10 minutes)."""
-    while not stopping.is_set():
-        try:
-            removed = await repo.delete_old_states(86_400)
-            if removed:
-                log.info("oauth_states_removed", count=removed)
-        except DB_ERRORS as exc:
-            log.warning("housekeeping_failed", error=f"{type(exc).__name__}: {exc}")
-        if await sleep_or_stop(stopping, 3600):
-            return
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                removed = await self._repo.delete_old_states(self._keep_s)
+                if removed:
+                    log.info("oauth_states_removed", count=removed)
+            except Exception as exc:
+                if not is_retriable(exc):
+                    raise
+                log.warning("housekeeping_failed", error=f"{type(exc).__name__}: {exc}")
+            if await sleep_or_stop(stopping, self._every_s):
+                return

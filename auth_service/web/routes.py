@@ -11,8 +11,8 @@ from aiohttp import web
 
 from auth_service.domain.account import Account
 from auth_service.domain.oauth_state import STATE_TTL, ConnectRefused
+from auth_service.keys import ACCOUNTS, CONNECT, SETTINGS
 from auth_service.web import pages
-from auth_service.web.keys import ACCOUNTS, CONNECT, SETTINGS
 from common.errors import InvalidInput
 from common.events import AccountStatus
 

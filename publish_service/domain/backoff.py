@@ -2,25 +2,7 @@
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Backoff:
-    initial: float = 1.0
-    factor: float = 2.0
-    maximum: float = 300.0
-    jitter: float = 0.2  # ± this fraction, so replicas that failed together don't retry together
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait before try number ``attempt`` + 1 (``attempt`` ≥ 1 failures so far)."""
-        base = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
-        if self.jitter <= 0:
-            return base
-        spread = (rng or random).uniform(-self.jitter, self.jitter)
-        return max(0.0, base * (1 + spread))
-
+from common.backoff import Backoff as Backoff  # the one schedule; re-exported for the worker
 
 TRANSIENT = Backoff(initial=1.0, factor=2.0, maximum=120.0)
 """5xx, broken connections, Kafka/DB hiccups."""

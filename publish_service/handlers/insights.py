@@ -73,31 +73,31 @@ class Insights:
 
     # ------------------------------------------------------------------ loops
 
-    async def run_planner(self) -> None:
-        while not self.stopping.is_set():
+    async def run_planner(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
             while await self.store.plan(self.settings.insights_schedule_s) > 0:
                 pass
             await self.store.plan_accounts()
             for account_id, (views, likes) in (await self.store.latest_by_account()).items():
                 self.metrics.views.labels(account_id).set(views)
                 self.metrics.likes.labels(account_id).set(likes)
-            if await sleep_or_stop(self.stopping, self.settings.insights_poll_s):
+            if await sleep_or_stop(stopping, self.settings.insights_poll_s):
                 return
 
-    async def run_metrics(self) -> None:
-        while not self.stopping.is_set():
+    async def run_metrics(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
             slots = await self.store.claim_slots(self.owner, self.lease_s, decide.MAX_BATCH)
             if slots:
                 await self.fetch_metrics(slots)
-            elif await sleep_or_stop(self.stopping, self.settings.insights_poll_s):
+            elif await sleep_or_stop(stopping, self.settings.insights_poll_s):
                 return
 
-    async def run_stats(self) -> None:
-        while not self.stopping.is_set():
+    async def run_stats(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
             account = await self.store.claim_account(self.owner, self.lease_s)
             if account is not None:
                 await self.fetch_stats(account)
-            elif await sleep_or_stop(self.stopping, self.settings.insights_poll_s):
+            elif await sleep_or_stop(stopping, self.settings.insights_poll_s):
                 return
 
     # ------------------------------------------------------------------ shared steps

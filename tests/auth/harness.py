@@ -14,11 +14,13 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
-from auth_service.adapters.postgres import Repository, SeedAccount
-from auth_service.app import REPOSITORY, create_app
+from auth_service.adapters.postgres import Repository
+from auth_service.app import create_app
+from auth_service.keys import REPOSITORY
 from auth_service.settings import Settings
 from common.cipher import KeyRing, TokenCipher, generate_key
 from common.kafka import TOPIC_ACCESS_TOKENS, TOPIC_ACCOUNTS
+from tests.auth.seeding import SeedAccount, seed
 from tiktok_sandbox.testing import RunningSandbox, SandboxApp
 
 API_KEY = "test-api-key-" + "x" * 20
@@ -125,8 +127,12 @@ async def seed_accounts(
     *,
     due_in: float = 0.0,
     scopes: tuple[str, ...] = ("user.info.basic", "video.publish"),
+    refresh_expires_in: float | None = None,
 ) -> list[SeedAccount]:
-    """Create ``count`` creators with grants through the sandbox's control API; insert them as accounts."""
+    """Create ``count`` creators with grants through the sandbox's control API; insert them as accounts.
+
+    ``refresh_expires_in`` overrides the grant's (needed when the sandbox's answer omits it).
+    """
     tag = secrets.token_hex(3)
 
     async def one(i: int) -> SeedAccount:
@@ -141,14 +147,16 @@ async def seed_accounts(
             refresh_token=grant.refresh_token,
             scopes=scopes,
             access_expires_in=float(grant.expires_in),
-            refresh_expires_in=float(grant.refresh_expires_in),
+            refresh_expires_in=float(
+                refresh_expires_in if refresh_expires_in is not None else grant.refresh_expires_in or 0
+            ),
             refresh_due_in=due_in,
         )
 
     seeds: list[SeedAccount] = []
     for start in range(0, count, 100):
         seeds += await asyncio.gather(*(one(i) for i in range(start, min(count, start + 100))))
-    await repo.seed(seeds)
+    await seed(repo, seeds)
     return seeds
 
 

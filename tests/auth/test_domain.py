@@ -18,7 +18,8 @@ from auth_service.domain.oauth_state import (
     digest,
     new_secret_value,
 )
-from auth_service.domain.schedule import Backoff, RefreshPolicy
+from auth_service.domain.schedule import RefreshPolicy
+from common.backoff import Backoff
 from common.events import AccountStatus
 
 POLICY = RefreshPolicy()
@@ -64,7 +65,7 @@ def test_jitter_spreads_accounts_connected_together():
 
 @given(attempt=st.integers(min_value=1, max_value=100), seed=st.integers(min_value=0, max_value=1000))
 def test_backoff_grows_and_is_capped(attempt, seed):
-    backoff = Backoff(base_s=2, cap_s=300)
+    backoff = Backoff(initial=2, maximum=300, jitter=0.5)
     delay = backoff.delay(attempt, random.Random(seed))
     ceiling = min(300, 2 * 2 ** (attempt - 1))
     assert ceiling / 2 <= delay <= ceiling

@@ -247,7 +247,7 @@ async def test_refresh_requested_event_refreshes_now_and_storms_collapse(
 
 
 def _refreshes(auth: RunningAuth) -> dict[str, float]:
-    from auth_service.app import METRICS
+    from auth_service.keys import METRICS
 
     registry = auth.app[METRICS].registry
     return {
@@ -257,7 +257,7 @@ def _refreshes(auth: RunningAuth) -> dict[str, float]:
 
 
 def _lags(auth: RunningAuth) -> list[float]:
-    from auth_service.app import METRICS
+    from auth_service.keys import METRICS
 
     return [
         sample.value
@@ -268,9 +268,9 @@ def _lags(auth: RunningAuth) -> list[float]:
 
 
 def _handled(auth: RunningAuth) -> int:
-    from auth_service.app import CONSUMER
+    from auth_service.keys import REFRESH_REQUESTS
 
-    return auth.app[CONSUMER].handled
+    return auth.app[REFRESH_REQUESTS].handled
 
 
 @pytest.fixture

@@ -22,10 +22,9 @@ from common.kafka import (
     TopicPartition,
     TopicSpec,
     ensure_topics,
-    fetch_topic_config,
     standard_topics,
 )
-from tests.common import closed_loopback_port
+from tests.common import closed_loopback_port, committed, fetch_topic_config, send_all
 
 pytestmark = pytest.mark.stack
 
@@ -96,7 +95,7 @@ async def test_consumer_group_resumes_after_the_last_committed_record(bootstrap,
     group = f"g-{uuid.uuid4().hex[:8]}"
     n, k = 20, 7
     async with Producer(bootstrap) as producer:
-        await producer.send_batch([OutgoingMessage(topic, b"acct-1", f"v{i}".encode()) for i in range(n)])
+        await send_all(producer, [OutgoingMessage(topic, b"acct-1", f"v{i}".encode()) for i in range(n)])
 
     async with Consumer(bootstrap, [topic], group_id=group) as a:
         seen_by_a = await _drain(a, n)
@@ -105,14 +104,14 @@ async def test_consumer_group_resumes_after_the_last_committed_record(bootstrap,
     assert [r.value for r in seen_by_a] == [f"v{i}".encode() for i in range(n)]
 
     async with Consumer(bootstrap, [topic], group_id=group) as b:
-        assert await b.committed(TopicPartition(topic, 0)) == k
+        assert await committed(b, TopicPartition(topic, 0)) == k
         seen_by_b = await _drain(b, n - k)
         assert await b.getmany(timeout_ms=1000) == {}  # nothing beyond, nothing repeated
     assert [r.offset for r in seen_by_b] == list(range(k, n))
     assert [r.value for r in seen_by_b] == [f"v{i}".encode() for i in range(k, n)]
 
 
-async def test_consumer_iterates_and_calls_the_rebalance_hook(bootstrap, topic_prefix) -> None:
+async def test_consumer_polls_and_calls_the_rebalance_hook(bootstrap, topic_prefix) -> None:
     topic = await _topic(bootstrap, topic_prefix, "iter", partitions=2)
     calls: list[tuple[str, set[TopicPartition]]] = []
 
@@ -127,7 +126,10 @@ async def test_consumer_iterates_and_calls_the_rebalance_hook(bootstrap, topic_p
         await producer.send(topic, "k", b"hello", [("type", b"greeting")])
     async with Consumer(bootstrap, [topic], group_id=f"g-{uuid.uuid4().hex[:8]}", rebalance_hook=Hook()) as c:
         async with asyncio.timeout(20):
-            record = await anext(aiter(c))
+            polled: list = []
+            while not polled:
+                polled = [r for records in (await c.getmany(timeout_ms=500)).values() for r in records]
+        record = polled[0]
         await c.commit(record)
     assert (record.key, record.value, list(record.headers)) == (b"k", b"hello", [("type", b"greeting")])
     assert ("assigned", {TopicPartition(topic, 0), TopicPartition(topic, 1)}) in calls
@@ -144,7 +146,7 @@ async def test_idempotent_producer_batch_lands_exactly_once_in_order(bootstrap, 
     async with Producer(bootstrap, max_batch_size=4096) as producer:  # small batches: many per partition
         assert producer.config["enable_idempotence"] is True
         assert producer.config["acks"] == "all"
-        delivered = await producer.send_batch(messages)
+        delivered = await send_all(producer, messages)
         # The broker handed out a producer id: it runs the idempotent protocol, not just our flag.
         assert producer.raw._txn_manager is not None
         assert producer.raw._txn_manager.producer_id >= 0

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from common.backoff import Backoff
 from common.db import apply_migrations, create_pool
 from common.kafka import Consumer, Producer, TopicSpec, ensure_topics
 from common.outbox import OutboxError, OutboxRelay, enqueue, outbox_ddl
+from common.tasks import BackgroundLoops
 from tests.common import closed_loopback_port
 from tests.waiting import wait_for, wait_for_value
 
@@ -68,7 +70,8 @@ async def test_committed_events_arrive_in_order_and_rolled_back_ones_never(pool,
     async with Producer(bootstrap) as producer, asyncio.TaskGroup() as tg:
         # A long poll interval: only the NOTIFY sent at commit can wake the relay in time.
         relay = OutboxRelay(pool, SCHEMA, producer, poll_interval=60)
-        tg.create_task(relay.run())
+        stopping = asyncio.Event()
+        tg.create_task(relay.run(stopping))
         await wait_for(lambda: relay.is_active, description="relay active")
 
         await _enqueue_committed(pool, topic, batches[0])
@@ -80,7 +83,7 @@ async def test_committed_events_arrive_in_order_and_rolled_back_ones_never(pool,
         await _enqueue_committed(pool, topic, batches[2])
 
         await wait_for_value(relay.backlog, 0, timeout=20, description="outbox drained")
-        relay.stop()
+        stopping.set()
 
     expected = [v for batch in batches for v in batch]
     records = await _consume(bootstrap, topic, len(expected))
@@ -103,12 +106,13 @@ async def test_rows_wait_while_kafka_is_unreachable_then_go_in_order(pool, boots
 
     unreachable = Producer(f"127.0.0.1:{closed_loopback_port()}", request_timeout_ms=1000)
     try:
-        relay = OutboxRelay(pool, SCHEMA, unreachable, backoff_initial=0.05, backoff_max=0.2)
+        relay = OutboxRelay(pool, SCHEMA, unreachable, backoff=Backoff(initial=0.05, maximum=0.2))
+        stopping = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(relay.run())
+            tg.create_task(relay.run(stopping))
             await wait_for(lambda: relay.failures >= 3, description="relay retried against dead Kafka")
             assert await relay.backlog() == len(values)
-            relay.stop()
+            stopping.set()
         assert "Kafka" in (relay.last_error or "")
     finally:
         await unreachable.stop()
@@ -116,36 +120,58 @@ async def test_rows_wait_while_kafka_is_unreachable_then_go_in_order(pool, boots
 
     async with Producer(bootstrap) as working, asyncio.TaskGroup() as tg:
         relay = OutboxRelay(pool, SCHEMA, working)
-        tg.create_task(relay.run())
+        stopping = asyncio.Event()
+        tg.create_task(relay.run(stopping))
         await wait_for_value(relay.backlog, 0, timeout=20, description="outbox drained")
-        relay.stop()
+        assert relay.health() is None
+        stopping.set()
     assert [r.value for r in await _consume(bootstrap, topic, len(values))] == values
+
+
+async def test_a_relay_that_keeps_failing_makes_readiness_false_naming_it(pool, topic) -> None:
+    """Readiness reads the relay's own health: failing to deliver again and again is not ready."""
+    await _enqueue_committed(pool, topic, [b"k:1"])
+    unreachable = Producer(f"127.0.0.1:{closed_loopback_port()}", request_timeout_ms=1000)
+    relay = OutboxRelay(pool, SCHEMA, unreachable, backoff=Backoff(initial=0.05, maximum=0.2))
+    loops = BackgroundLoops(shutdown_deadline=5)
+    loops.add("outbox-relay", relay.run, health=relay.health)
+    try:
+        async with loops:
+            await loops.check()  # one failure is no verdict yet
+            await wait_for(lambda: relay.failures_in_a_row >= 3, description="relay failed three times")
+            named = r"outbox-relay: \d+ failures in a row, last: KafkaUnavailable"
+            with pytest.raises(RuntimeError, match=named):
+                await loops.check()
+    finally:
+        await unreachable.stop()
 
 
 async def test_one_replica_relays_and_another_takes_over(pool, bootstrap, topic) -> None:
     async with Producer(bootstrap) as producer, asyncio.TaskGroup() as tg:
         first = OutboxRelay(pool, SCHEMA, producer, lock_retry_interval=0.1)
         second = OutboxRelay(pool, SCHEMA, producer, lock_retry_interval=0.1)
-        tg.create_task(first.run())
+        first_stopping, second_stopping = asyncio.Event(), asyncio.Event()
+        tg.create_task(first.run(first_stopping))
         await wait_for(lambda: first.is_active, description="first relay active")
-        tg.create_task(second.run())
+        tg.create_task(second.run(second_stopping))
         await _enqueue_committed(pool, topic, [b"k:1"])
         await wait_for_value(first.backlog, 0, description="relayed by the first")
         assert not second.is_active
 
-        first.stop()
+        first_stopping.set()
         await wait_for(lambda: second.is_active, description="second relay took over")
         await _enqueue_committed(pool, topic, [b"k:2"])
         await wait_for_value(second.backlog, 0, description="relayed by the second")
-        second.stop()
+        second_stopping.set()
     assert (first.relayed, second.relayed) == (1, 1)
     assert [r.value for r in await _consume(bootstrap, topic, 2)] == [b"k:1", b"k:2"]
 
 
 async def test_relay_reconnects_after_its_database_session_is_killed(pool, bootstrap, topic) -> None:
     async with Producer(bootstrap) as producer, asyncio.TaskGroup() as tg:
-        relay = OutboxRelay(pool, SCHEMA, producer, backoff_initial=0.05)
-        tg.create_task(relay.run())
+        relay = OutboxRelay(pool, SCHEMA, producer, backoff=Backoff(initial=0.05, maximum=30.0))
+        stopping = asyncio.Event()
+        tg.create_task(relay.run(stopping))
         await wait_for(lambda: relay.is_active, description="relay active")
         await _enqueue_committed(pool, topic, [b"k:before"])
         await wait_for_value(relay.backlog, 0, description="first event relayed")
@@ -160,5 +186,5 @@ async def test_relay_reconnects_after_its_database_session_is_killed(pool, boots
         await wait_for(lambda: relay.failures >= 1, description="relay noticed the lost session")
         await _enqueue_committed(pool, topic, [b"k:after"])
         await wait_for_value(relay.backlog, 0, timeout=20, description="relayed after reconnect")
-        relay.stop()
+        stopping.set()
     assert [r.value for r in await _consume(bootstrap, topic, 2)] == [b"k:before", b"k:after"]

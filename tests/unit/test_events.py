@@ -1,4 +1,5 @@
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ from common.events import (
     BadEvent,
     EventType,
     PostRequestedData,
+    PostStatusData,
     decode,
     encode,
     json_schemas,
@@ -38,9 +40,32 @@ def request(**overrides):
 def test_round_trip_keeps_correlation_and_headers():
     data = PostRequestedData.model_validate(request()["data"])
     value, headers = encode(EventType.post_requested, data, correlation_id="corr-9")
-    assert dict(headers) == {"type": b"tiktok.post.requested", "version": b"1"}
     envelope = decode(value, PostRequestedData, expected_type="tiktok.post.requested")
     assert envelope.data == data and envelope.correlation_id == "corr-9"
+    # Today's headers, unchanged, and CloudEvents 1.0 Kafka binary mode beside them.
+    assert headers[:2] == [("type", b"tiktok.post.requested"), ("version", b"1")]
+    assert dict(headers) == {
+        "type": b"tiktok.post.requested",
+        "version": b"1",
+        "ce_specversion": b"1.0",
+        "ce_id": str(envelope.event_id).encode(),
+        "ce_type": b"tiktok.post.requested",
+        "ce_source": b"/tiktok-pipeline/producer",
+        "ce_time": envelope.occurred_at.isoformat().replace("+00:00", "Z").encode(),
+        "ce_dataschema": b"https://github.com/tiktok-pipeline/schemas/tiktok.post.requested.v1.json",
+        "content-type": b"application/json",
+    }
+
+
+def test_cloudevents_time_is_the_events_instant_in_utc():
+    when = datetime(2026, 11, 22, 11, 30, 0, 250000, tzinfo=timezone(timedelta(hours=1)))
+    data = PostRequestedData.model_validate(request()["data"])
+    _, headers = encode(EventType.post_requested, data, occurred_at=when, source="/upstream/crm")
+    assert dict(headers)["ce_time"] == b"2026-11-22T10:30:00.250000Z"
+    assert dict(headers)["ce_source"] == b"/upstream/crm"
+    status = PostStatusData(post_id="p", account_id="a", seq=0, state="received")
+    _, headers = encode(EventType.post_status, status)
+    assert dict(headers)["ce_source"] == b"/tiktok-pipeline/publish_service"
 
 
 def test_caption_is_counted_in_utf16_units():

@@ -37,7 +37,7 @@ async def video_query(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, invalid, f"Unknown fields: {','.join(unknown)}")
     try:
         body = json.loads(await request.read() or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python parses
         raise ApiError(400, invalid, "The request body is not valid JSON.") from None
     filters = body.get("filters") if isinstance(body, dict) else None
     ids = filters.get("video_ids") if isinstance(filters, dict) else None
@@ -61,7 +61,7 @@ async def video_query(request: web.Request) -> web.StreamResponse:
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.read() or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ControlError(400, "body must be JSON") from None
     if not isinstance(body, dict):
         raise ControlError(400, "body must be a JSON object")

@@ -146,6 +146,30 @@ async def test_missing_scope_deleted_and_private_each_end_in_one_event(
     assert alice_event.likes_count == 10 and alice_event.follower_count == 1  # 1% of 100 views
 
 
+async def test_a_creator_without_the_insights_scopes_still_posts_and_hears_scope_missing_once(
+    harness: Harness, video_3s: Path
+) -> None:
+    await connect_with_scopes(harness, "acc-1", "alice", NO_INSIGHTS)
+    media = await harness.put_file("videos/no-insights.mp4", video_3s)
+    settings = harness.settings(INSIGHTS_SCHEDULE="2s,4s,6s", INSIGHTS_POLL_S="0.3")
+    async with reading_insights(harness) as log, running_service(settings):
+        post_id = await harness.request_post(
+            post_request("n-1", media.uri, privacy_level="PUBLIC_TO_EVERYONE")
+        )
+        published = await harness.wait_event(
+            post_id, lambda e: e.state.value == "published" and e.tiktok_post_ids, 90, "public post id"
+        )
+        await wait_for(lambda: log.metrics.get(post_id) and log.stats.get("acc-1"), 30, 0.2)
+        await wait_for(lambda: _all_done(harness.database_url), 30, 0.2, description="no slot left")
+        calls = await query_calls(harness)
+    (metrics,) = [e.data for e in log.metrics[post_id]]
+    assert (metrics.slot, metrics.insights_unavailable) == (0, InsightsUnavailable.scope_missing)
+    assert metrics.tiktok_post_id == published.tiktok_post_ids[0]
+    (stats,) = [e.data for e in log.stats["acc-1"]]
+    assert stats.insights_unavailable is InsightsUnavailable.scope_missing
+    assert sum(c["calls"] for c in calls) == 1, "asked once, refused once, not asked again"
+
+
 async def _all_done(database_url: str) -> bool:
     conn = await asyncpg.connect(database_url)
     try:

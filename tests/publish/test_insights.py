@@ -112,8 +112,10 @@ async def test_missing_scope_deleted_and_private_each_end_in_one_event(
     (bobs,) = await seed_videos(harness, "bob", 1)
     await set_video(harness, gone["video_id"], visibility="deleted")
     await set_video(harness, private["video_id"], visibility="private")
-    settings = harness.settings(INSIGHTS_SCHEDULE="1s,2s,3s", INSIGHTS_POLL_S="0.5")
-    async with reading_insights(harness) as log, running_service(settings):
+    settings = harness.settings(
+        INSIGHTS_SCHEDULE="1s,2s,3s", INSIGHTS_POLL_S="0.5", INSIGHTS_STATS_INTERVAL_S="2"
+    )
+    async with reading_insights(harness) as log, running_service(settings) as base:
         alice_posts = await insert_published(
             database_url, "acc-1", [gone["video_id"], private["video_id"], fine["video_id"]]
         )
@@ -122,7 +124,15 @@ async def test_missing_scope_deleted_and_private_each_end_in_one_event(
         await wait_for(
             lambda: _all_done(database_url), 60, 0.2, description="every slot done, none left to retry"
         )
-        await wait_for(lambda: log.stats.get("acc-1") and log.stats.get("acc-2"), 60, 0.2)
+        # Stats every 2 s here (a day by default): alice twice, bob's missing scope said once only.
+        await wait_for(lambda: len(log.stats.get("acc-1", [])) >= 2 and log.stats.get("acc-2"), 60, 0.2)
+        bob_handled = 'tiktok_insights_fetches_total{kind="account",outcome="scope_missing"}'
+        await wait_for(
+            lambda: _at_least(_counter(base, bob_handled), 3),
+            30,
+            0.2,
+            description="bob's stats looked at three times (the second one's event would be out by now)",
+        )
         calls = await query_calls(harness)
     by_post = {p: [e.data for e in log.metrics.get(p, [])] for p in [*alice_posts, bob_post]}
     gone_post, private_post, fine_post = alice_posts
@@ -140,7 +150,8 @@ async def test_missing_scope_deleted_and_private_each_end_in_one_event(
     (bob_stats,) = [e.data for e in log.stats["acc-2"]]
     assert bob_stats.insights_unavailable is InsightsUnavailable.scope_missing
     assert bob_stats.follower_count is None
-    (alice_event,) = [e.data for e in log.stats["acc-1"]]
+    alice_event, again = (e.data for e in log.stats["acc-1"][:2])
+    assert again.fetched_at > alice_event.fetched_at and again.follower_count == alice_event.follower_count
     assert alice_event.insights_unavailable is None
     assert alice_event.video_count == 1, "the one public video"
     assert alice_event.likes_count == 10 and alice_event.follower_count == 1  # 1% of 100 views
@@ -168,6 +179,17 @@ async def test_a_creator_without_the_insights_scopes_still_posts_and_hears_scope
     (stats,) = [e.data for e in log.stats["acc-1"]]
     assert stats.insights_unavailable is InsightsUnavailable.scope_missing
     assert sum(c["calls"] for c in calls) == 1, "asked once, refused once, not asked again"
+
+
+async def _at_least(value: Any, minimum: float) -> bool:
+    return bool(await value >= minimum)
+
+
+async def _counter(base: str, line_start: str) -> float:
+    async with aiohttp.ClientSession(trust_env=False) as http, http.get(f"{base}/metrics") as r:
+        text = await r.text()
+    found = re.search(rf"^{re.escape(line_start)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 async def _all_done(database_url: str) -> bool:

@@ -62,7 +62,10 @@ def test_standard_topics_follow_the_design() -> None:
     assert topics["tiktok.access-tokens"].config == {"cleanup.policy": "compact"}
     assert topics["tiktok.token.refresh-requested"].config["retention.ms"] == str(DAY_MS)
     assert topics["tiktok.post.requested.dlq"].config["retention.ms"] == str(30 * DAY_MS)
-    assert topics["tiktok.post.metrics"].config == {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}
+    assert topics["tiktok.post.metrics"].config == {
+        "cleanup.policy": "delete",
+        "retention.ms": str(30 * DAY_MS),
+    }
     assert topics["tiktok.account.stats"].config == {"cleanup.policy": "compact"}
     assert {t.partitions for t in topics.values()} == {3}
 

@@ -154,3 +154,13 @@ async def wait_or_stop(event: asyncio.Event, stopping: asyncio.Event, seconds: f
             w.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
     return event.is_set()
+
+
+def started_after(event: asyncio.Event, run: Run) -> Run:
+    """``run``, started once ``event`` is set (returns at once if ``stopping`` comes first)."""
+
+    async def gated(stopping: asyncio.Event) -> None:
+        if await wait_or_stop(event, stopping):
+            await run(stopping)
+
+    return gated

@@ -171,7 +171,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     media = MediaSource(
         app[STORE], public_base_url=settings.media_public_base_url, presign_ttl_s=settings.presign_ttl_s
     )
-    cipher = TokenCipher(settings.transport_ring())
+    cipher = TokenCipher(settings.transport_keys)
     app[STATE_READER] = state
     app[WEBHOOKS] = WebhookHandler(repo, metrics)
     app[CANCELLATION] = Cancellation(repo)

@@ -12,13 +12,36 @@ import json
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 
+from common.tiktok.answers import (
+    USER_FIELDS_BASIC,
+    USER_FIELDS_PROFILE,
+    CreatorInfo,
+    InitResult,
+    PublishStatus,
+    PutResult,
+    TokenGrant,
+    build_authorize_url,
+)
 from common.tiktok.errors import TikTokError, TikTokTransportError
+
+__all__ = [
+    "UPLOAD_ENDPOINT",
+    "USER_FIELDS_BASIC",
+    "USER_FIELDS_PROFILE",
+    "CallObserver",
+    "CreatorInfo",
+    "InitResult",
+    "PublishStatus",
+    "PutResult",
+    "TikTokClient",
+    "TokenGrant",
+    "build_authorize_url",
+]
 
 CallObserver = Callable[[str, str, float], None]
 """Told of every call: the endpoint's path, the result (``ok``, TikTok's error code, ``unreachable``
@@ -26,82 +49,10 @@ or an HTTP status for upload PUTs) and the seconds it took."""
 
 UPLOAD_ENDPOINT = "upload"
 
-USER_FIELDS_BASIC = ("open_id", "union_id", "avatar_url", "display_name")
-USER_FIELDS_PROFILE = ("username", "bio_description", "profile_deep_link", "is_verified")
-
-
-@dataclass(frozen=True)
-class TokenGrant:
-    open_id: str
-    scopes: tuple[str, ...]
-    expires_in: int
-    refresh_expires_in: int
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    token_type: str = "Bearer"  # noqa: S105 (a scheme name)
-
-
-@dataclass(frozen=True)
-class CreatorInfo:
-    username: str
-    nickname: str
-    avatar_url: str
-    privacy_level_options: tuple[str, ...]
-    comment_disabled: bool
-    duet_disabled: bool
-    stitch_disabled: bool
-    max_video_post_duration_sec: int
-
-
-@dataclass(frozen=True)
-class InitResult:
-    publish_id: str
-    upload_url: str | None = field(default=None, repr=False)  # carries an upload token
-    log_id: str | None = None
-
-
-@dataclass(frozen=True)
-class PublishStatus:
-    status: str
-    fail_reason: str | None
-    post_ids: tuple[str, ...]
-    uploaded_bytes: int | None
-    downloaded_bytes: int | None
-    log_id: str | None = None
-
 
 @dataclass
 class _Outcome:
     result: str = "ok"
-
-
-@dataclass(frozen=True)
-class PutResult:
-    status: int
-    content_range: str | None
-
-
-def build_authorize_url(
-    authorize_url: str,
-    *,
-    client_key: str,
-    scopes: Sequence[str],
-    redirect_uri: str,
-    state: str,
-    code_challenge: str | None = None,
-) -> str:
-    """The URL of TikTok's consent page (spec §2.1): comma-separated scopes, ``client_key``, hex PKCE."""
-    params = {
-        "client_key": client_key,
-        "scope": ",".join(scopes),
-        "response_type": "code",
-        "redirect_uri": redirect_uri,
-        "state": state,
-    }
-    if code_challenge is not None:
-        params["code_challenge"] = code_challenge
-        params["code_challenge_method"] = "S256"
-    return f"{authorize_url}?{urlencode(params)}"
 
 
 def _as_int(value: object) -> int | None:

@@ -18,6 +18,10 @@ from publish_service.domain.insights import DEFAULT_SCHEDULE_S, parse_schedule
 SCHEMA = "publish"
 
 
+def default_instance_id() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: Secret
@@ -25,8 +29,7 @@ class Settings:
     tiktok_api_base: str
     tiktok_client_key: str
     tiktok_client_secret: Secret
-    transport_keys: Secret
-    transport_active_key_id: str | None
+    transport_keys: KeyRing = field(repr=False)
     s3_endpoint_url: str | None
     s3_access_key_id: str | None
     s3_secret_access_key: Secret
@@ -50,7 +53,8 @@ class Settings:
     """A post may arrive before its account's connect event: it waits this long before ``unknown_account``."""
     post_id_watch_s: float = 24 * 3600.0  # how long to keep polling for a public post id
     webhook_tolerance_s: float = 300.0
-    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    instance_id: str = field(default_factory=lambda: default_instance_id())
+    """Names this replica in leases (INSTANCE_ID); each worker task leases as ``<instance_id>/w<n>``."""
     log_level: str = "INFO"
     log_format: str = "json"
     kafka_partitions: int = DEFAULT_PARTITIONS
@@ -71,9 +75,6 @@ class Settings:
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
-    def transport_ring(self) -> KeyRing:
-        return KeyRing.parse(self.transport_keys.get(), self.transport_active_key_id, name="TRANSPORT_KEYS")
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = EnvReader(environ)
@@ -88,11 +89,14 @@ class Settings:
             database_url=env.secret("DATABASE_URL"),
             kafka_bootstrap_servers=env.string("KAFKA_BOOTSTRAP_SERVERS"),
             topic_prefix=env.optional("TOPIC_PREFIX") or "",
-            tiktok_api_base=env.string("TIKTOK_API_BASE"),
+            tiktok_api_base=env.string("TIKTOK_API_BASE", "https://open.tiktokapis.com"),
             tiktok_client_key=env.string("TIKTOK_CLIENT_KEY"),
             tiktok_client_secret=env.secret("TIKTOK_CLIENT_SECRET"),
-            transport_keys=env.secret("TRANSPORT_KEYS"),
-            transport_active_key_id=env.optional("TRANSPORT_ACTIVE_KEY_ID"),
+            transport_keys=KeyRing.parse(
+                env.secret("TRANSPORT_KEYS").get(),
+                env.optional("TRANSPORT_ACTIVE_KEY_ID"),
+                name="TRANSPORT_KEYS",
+            ),
             s3_endpoint_url=env.optional("S3_ENDPOINT_URL"),
             s3_access_key_id=env.optional("S3_ACCESS_KEY_ID"),
             s3_secret_access_key=env.secret("S3_SECRET_ACCESS_KEY", ""),
@@ -108,6 +112,7 @@ class Settings:
             chunk_size=chunk,
             lease_s=env.number("PUBLISH_LEASE_S", 60.0),
             shutdown_deadline_s=env.number("SHUTDOWN_DEADLINE_S", 20.0),
+            instance_id=env.optional("INSTANCE_ID") or default_instance_id(),
             token_wait_s=env.number("PUBLISH_TOKEN_WAIT_S", 120.0),
             unknown_account_grace_s=env.number("PUBLISH_UNKNOWN_ACCOUNT_GRACE_S", 60.0),
             post_id_watch_s=env.number("PUBLISH_POST_ID_WATCH_S", 24 * 3600.0),
@@ -124,7 +129,6 @@ class Settings:
             insights_stats_interval_s=env.number("INSIGHTS_STATS_INTERVAL_S", 86400.0),
             insights_poll_s=env.number("INSIGHTS_POLL_S", 5.0),
         )
-        settings.transport_ring()  # fail fast on a malformed key ring
         if settings.lease_s <= settings.tiktok_timeout_s:
             # A worker waiting on a slow TikTok call must still hold its lease when the answer comes.
             raise ConfigError("PUBLISH_LEASE_S must be longer than TIKTOK_TIMEOUT_S")

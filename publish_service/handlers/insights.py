@@ -315,7 +315,7 @@ def add_insights_loops(
         ),
         posts=posts,
         tiktok=tiktok,
-        cipher=TokenCipher(settings.transport_ring()),
+        cipher=TokenCipher(settings.transport_keys),
         settings=settings,
         stopping=loops.stopping,
         metrics=InsightsMetrics(registry),

@@ -78,9 +78,9 @@ def settings_env(
         "TRANSPORT_KEYS": keys.transport_spec,
         "API_KEY": API_KEY,
         "HTTP_PORT": str(port),
-        "AUTH_INSTANCE_ID": instance_id,
+        "INSTANCE_ID": instance_id,
         "AUTH_REFRESH_POLL_INTERVAL_S": "0.5",
-        "AUTH_SHUTDOWN_DEADLINE_S": "10",
+        "SHUTDOWN_DEADLINE_S": "10",
     }
     return env
 

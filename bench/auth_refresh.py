@@ -312,7 +312,9 @@ async def main() -> None:
 async def _delete_topics(bootstrap: str, prefix: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    from common.kafka_security import client_security
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_security())
     await admin.start()
     try:
         topics = [t for t in await admin.list_topics() if t.startswith(prefix)]

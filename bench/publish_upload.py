@@ -148,7 +148,9 @@ async def main(sizes_mb: list[int], chunk_mib: int) -> None:
 async def _cleanup(endpoints: StackEndpoints, prefix: str, bucket: str, h: Harness) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
+    from common.kafka_security import client_security
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap, **client_security())
     await admin.start()
     try:
         await admin.delete_topics([s.name for s in standard_topics(prefix).values()])

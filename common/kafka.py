@@ -24,6 +24,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
 from common.errors import PipelineError
+from common.kafka_security import client_security
 
 __all__ = [
     "DAY_MS",
@@ -161,7 +162,9 @@ async def ensure_topics(
     per-key ordering, so a mismatch is only logged.
     """
     wanted = {s.name: s for s in specs}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=request_timeout_ms)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=request_timeout_ms, **client_security()
+    )
     try:
         await admin.start()
         return await _ensure_topics(admin, wanted, alter_config=alter_config)
@@ -269,7 +272,7 @@ async def describe_topic_config(admin: Any, topic: str) -> dict[str, str]:
 
 async def fetch_topic_config(bootstrap_servers: str, topic: str) -> dict[str, str]:
     """``describe_topic_config`` with its own short-lived admin client."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_security())
     try:
         await admin.start()
         return await describe_topic_config(admin, topic)
@@ -361,7 +364,7 @@ class Producer:
         async with self._lifecycle:  # the owner and a relay may both start it; make only one
             if self._producer is not None:
                 return
-            producer = AIOKafkaProducer(**self._options)
+            producer = AIOKafkaProducer(**self._options, **client_security())
             try:
                 await producer.start()
             except ak_errors.KafkaError as e:
@@ -557,7 +560,7 @@ class Consumer:
         """Connect and join the group; returns once partitions are assigned."""
         if self._consumer is not None:
             return
-        consumer = AIOKafkaConsumer(**self._options)
+        consumer = AIOKafkaConsumer(**self._options, **client_security())
         listener = _ListenerAdapter(self._hook) if self._hook is not None else None
         consumer.subscribe(topics=self.topics, listener=listener)
         try:

@@ -37,9 +37,9 @@ from common.kafka import (
     TOPIC_POST_STATUS,
     Consumer,
     Producer,
-    ensure_topics,
     standard_topics,
 )
+from common.kafka_provision import apply_topics, with_min_insync
 from common.s3 import ObjectStore, parse_s3_uri
 from common.settings import EnvReader
 from tiktok_pipeline.follow import Timeline, bytes_progress, follow_post, status_records
@@ -93,8 +93,8 @@ class CliSettings:
 
 
 async def cmd_create_topics(s: CliSettings, args: argparse.Namespace) -> int:
-    specs = standard_topics(s.topic_prefix, partitions=args.partitions)
-    actions = await ensure_topics(s.kafka, specs.values())
+    specs = standard_topics(s.topic_prefix, partitions=args.partitions, replication_factor=args.replication_factor)
+    actions = await apply_topics(s.kafka, with_min_insync(specs.values(), args.min_insync_replicas))
     for name, action in sorted(actions.items()):
         out.print(f"{name}: {action}")
     return 0
@@ -330,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("create-topics", help="create the six topics with their retention")
     p.add_argument("--partitions", type=int, default=6)
+    p.add_argument("--replication-factor", type=int, default=1, help="replicas per partition (production: 3)")
+    p.add_argument(
+        "--min-insync-replicas", type=int, default=1, help="replicas that must acknowledge a write (production: 2)"
+    )
     p.set_defaults(run=cmd_create_topics)
 
     sub.add_parser("migrate", help="apply both services' database migrations").set_defaults(run=cmd_migrate)

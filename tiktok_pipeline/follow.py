@@ -17,6 +17,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from common.errors import PipelineError
 from common.events import BadEvent, Envelope, PostState, PostStatusData, decode
+from common.kafka_security import client_security
 
 
 @dataclass
@@ -43,6 +44,7 @@ async def status_records(
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
         group_id=None,
+        **client_security(),
     )
     await consumer.start()
     try:

@@ -18,6 +18,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from common.kafka import ConsumerRecord, KafkaUnavailable, translate_error
+from common.kafka_security import client_security
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +40,7 @@ class FullTopicReader:
 
     async def run(self, handle: RecordHandler, stopping: asyncio.Event) -> None:
         """Read every partition from the start, then follow; returns when ``stopping`` is set."""
-        consumer = AIOKafkaConsumer(**self._options)
+        consumer = AIOKafkaConsumer(**self._options, **client_security())
         try:
             await consumer.start()
             partitions = await self._partitions(consumer)

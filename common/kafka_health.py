@@ -1,0 +1,105 @@
+"""Can this process's Kafka user reach the cluster and see its topics? A loop that keeps asking.
+
+One check per interval: connect with this process's security settings, and either create and
+adjust the topics (``KAFKA_MANAGE_TOPICS=true``) or check that they all exist. The answer feeds
+``/readyz`` (a reason naming authentication, TLS, or the missing topic) and gates the loops that talk
+to Kafka, so a wrong password or an unknown CA gives one clear log line per interval instead of
+every loop crashing and restarting, and no crash loop: fixing the secret and restarting recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import structlog
+
+from common.errors import PipelineError
+from common.kafka import TopicSpec
+from common.kafka_provision import apply_topics, missing_topics
+from common.kafka_security import security_from_env, security_problem
+from common.tasks import sleep_or_stop
+
+log = structlog.get_logger(__name__)
+
+
+def describe_failure(exc: BaseException, principal: str) -> str:
+    """Pure: the readable reason for a failed check (never a secret: the user name at most)."""
+    kind = security_problem(exc)
+    detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+    if kind == "authentication":
+        return f"Kafka authentication failed as {principal} (check KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD): {detail}"
+    if kind == "TLS":
+        return f"Kafka TLS handshake failed (check KAFKA_SSL_CAFILE and the broker certificate): {detail}"
+    return f"Kafka unavailable: {detail}"
+
+
+class KafkaConnectivity:
+    """Checks every ``interval_s``; ``problem`` is ``None`` once the last check passed."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: Iterable[TopicSpec],
+        *,
+        manage_topics: bool,
+        interval_s: float = 10.0,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._topics = list(topics)
+        self._manage = manage_topics
+        self._interval = interval_s
+        self.problem: str | None = "Kafka not checked yet"
+        self.ok = asyncio.Event()
+
+    async def check_once(self) -> str | None:
+        """One check; returns (and records) the problem, or ``None`` when all is well."""
+        try:
+            if self._manage:
+                await apply_topics(self._bootstrap, self._topics, request_timeout_ms=10_000)
+                problem = None
+            else:
+                absent = await missing_topics(self._bootstrap, [t.name for t in self._topics])
+                problem = (
+                    f"Kafka topic missing (or not visible to this user): {', '.join(absent)}; create it with "
+                    "`tiktok-pipeline create-topics` or set KAFKA_MANAGE_TOPICS=true"
+                    if absent
+                    else None
+                )
+        except (PipelineError, OSError) as exc:
+            problem = describe_failure(exc, security_from_env().principal)
+        self.problem = problem
+        if problem is None:
+            self.ok.set()
+        else:
+            self.ok.clear()
+        return problem
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Check until ``stopping``: fast until the first success, then every interval."""
+        previous: str | None = "start"
+        while not stopping.is_set():
+            problem = await self.check_once()
+            if problem is not None:
+                log.warning("kafka_not_ready", reason=problem, retry_in_s=self._interval)
+            elif previous is not None:
+                log.info("kafka_ready", manage_topics=self._manage, topics=len(self._topics))
+            previous = problem
+            if await sleep_or_stop(stopping, self._interval):
+                return
+
+    async def wait_ok(self, stopping: asyncio.Event) -> bool:
+        """Wait until a check passed (``True``) or ``stopping`` is set (``False``)."""
+        ok, stop = asyncio.ensure_future(self.ok.wait()), asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait({ok, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ok.cancel()
+            stop.cancel()
+            await asyncio.gather(ok, stop, return_exceptions=True)
+        return self.ok.is_set()
+
+    async def ready(self) -> None:
+        """A readiness check: raises with the reason while the last check failed."""
+        if self.problem is not None:
+            raise RuntimeError(self.problem)

@@ -2,7 +2,9 @@
 #
 #   make install        venv + Python deps, missing apt packages, Kafka jars
 #   make stack-up       start Kafka, PostgreSQL, SeaweedFS on 127.0.0.1 (idempotent); writes .stack/env
-#   make stack-down     stop them
+#   make stack-up-secure   a secured three-node Kafka beside it (SASL_SSL, ACLs, RF 3); writes
+#                       .stack/kafka-secure/env and one <user>.env per Kafka user
+#   make stack-down     stop them (the secured cluster too)
 #   make stack-status   show what runs
 #   make lint           ruff
 #   make typecheck      mypy (configuration in pyproject.toml)
@@ -30,7 +32,7 @@ PYTEST_ARGS ?=
 # Stamp: reinstall the Python dependencies only when pyproject.toml changes.
 INSTALL_STAMP := $(VENV)/.installed
 
-.PHONY: help install system-deps python-deps kafka-jars stack-up stack-down stack-status stack-env \
+.PHONY: help install system-deps python-deps kafka-jars stack-up stack-up-secure stack-down stack-status stack-env \
 	lint typecheck compose-check deploy-check test test-fast clean-stack demo bench soak
 
 help:
@@ -57,6 +59,9 @@ kafka-jars:
 
 stack-up: python-deps
 	$(STACK) up
+
+stack-up-secure: python-deps
+	scripts/stack/kafka-secure.sh up
 
 stack-down:
 	$(STACK) down

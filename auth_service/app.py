@@ -36,16 +36,23 @@ from common.kafka import (
     TOPIC_ACCESS_TOKENS,
     TOPIC_ACCOUNTS,
     TOPIC_TOKEN_REFRESH_REQUESTED,
-    KafkaError,
     Producer,
-    ensure_topics,
     standard_topics,
 )
+from common.kafka_health import KafkaConnectivity
+from common.kafka_provision import manage_topics_from_env
+from common.kafka_security import security_from_env
 from common.logging import register_secret
 from common.outbox import OutboxRelay
 from common.tasks import BackgroundLoops, sleep_or_stop
 from common.tiktok.client import TikTokClient
-from common.web import add_health_routes, api_key_middleware, correlation_middleware, error_middleware
+from common.web import (
+    ReadinessCheck,
+    add_health_routes,
+    api_key_middleware,
+    correlation_middleware,
+    error_middleware,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -159,23 +166,14 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
         await producer.stop()
 
 
-async def _ensure_topics(app: web.Application, stopping: asyncio.Event) -> bool:
-    """Create our topics (with their compaction/retention); retry while Kafka is away."""
-    s = app[SETTINGS]
+KAFKA_CHECK = web.AppKey("kafka_check", KafkaConnectivity)
+
+
+def _kafka_check(s: Settings) -> KafkaConnectivity:
+    """Our topics (with their compaction/retention): created only with KAFKA_MANAGE_TOPICS=true."""
     specs = standard_topics(s.topic_prefix)
     wanted = [specs[TOPIC_ACCOUNTS], specs[TOPIC_ACCESS_TOKENS], specs[TOPIC_TOKEN_REFRESH_REQUESTED]]
-    delay = 1.0
-    while not stopping.is_set():
-        try:
-            await ensure_topics(s.kafka_bootstrap_servers, wanted, request_timeout_ms=10_000)
-        except KafkaError as exc:
-            log.warning("kafka_topics_not_ensured", error=exc.message)
-            if await sleep_or_stop(stopping, delay):
-                return False
-            delay = min(delay * 2, 30.0)
-        else:
-            return True
-    return False
+    return KafkaConnectivity(s.kafka_bootstrap_servers, wanted, manage_topics=manage_topics_from_env())
 
 
 async def _loops(app: web.Application) -> AsyncIterator[None]:
@@ -184,9 +182,11 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     relay, refresher, consumer, repo = app[RELAY], app[REFRESHER], app[CONSUMER], app[REPOSITORY]
     topics_ready = asyncio.Event()
 
+    check = app[KAFKA_CHECK]
+
     async def relay_loop() -> None:
         if not topics_ready.is_set():
-            if not await _ensure_topics(app, stopping):
+            if not await check.wait_ok(stopping):
                 return
             topics_ready.set()
         async with asyncio.TaskGroup() as group:
@@ -198,6 +198,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         await topics_ready.wait()
         await consumer.run(stopping)
 
+    loops.add("kafka-check", lambda: check.run(stopping), restart_delay=5.0)
     loops.add("refresh", lambda: refresher.run(stopping))
     loops.add("outbox-relay", relay_loop, restart_delay=2.0)
     loops.add("refresh-requests", consumer_loop, restart_delay=5.0)
@@ -223,6 +224,9 @@ async def _outbox_gauge(app: web.Application, stopping: asyncio.Event) -> None:
 def create_app(settings: Settings) -> web.Application:
     register_secret(settings.tiktok_client_secret.get())
     register_secret(settings.api_key.get())
+    kafka_security = security_from_env()  # a bad combination stops the start (ConfigError)
+    if kafka_security.sasl_password is not None:
+        register_secret(kafka_security.sasl_password.get())
     metrics = Metrics.create()
     app = web.Application(
         middlewares=[
@@ -234,6 +238,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[INSTANCE] = instance_name(settings)
+    app[KAFKA_CHECK] = _kafka_check(settings)
     app[LOOPS] = BackgroundLoops(shutdown_deadline=settings.shutdown_deadline_s)
     for ctx in (_database, _http, _handlers, _kafka, _loops):
         app.cleanup_ctx.append(ctx)
@@ -245,5 +250,10 @@ def create_app(settings: Settings) -> web.Application:
         await app[LOOPS].check()
 
     add_routes(app)
-    add_health_routes(app, metrics.registry, {"database": database_ready, "loops": loops_ready})
+    checks: dict[str, ReadinessCheck] = {
+        "database": database_ready,
+        "kafka": app[KAFKA_CHECK].ready,
+        "loops": loops_ready,
+    }
+    add_health_routes(app, metrics.registry, checks)
     return app

@@ -28,7 +28,10 @@ def describe_failure(exc: BaseException, principal: str) -> str:
     kind = security_problem(exc)
     detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
     if kind == "authentication":
-        return f"Kafka authentication failed as {principal} (check KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD): {detail}"
+        return (
+            f"Kafka authentication failed as {principal} "
+            f"(check KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD): {detail}"
+        )
     if kind == "TLS":
         return f"Kafka TLS handshake failed (check KAFKA_SSL_CAFILE and the broker certificate): {detail}"
     return f"Kafka unavailable: {detail}"
@@ -49,14 +52,16 @@ class KafkaConnectivity:
         self._topics = list(topics)
         self._manage = manage_topics
         self._interval = interval_s
+        self._applied = False
         self.problem: str | None = "Kafka not checked yet"
         self.ok = asyncio.Event()
 
     async def check_once(self) -> str | None:
         """One check; returns (and records) the problem, or ``None`` when all is well."""
         try:
-            if self._manage:
+            if self._manage and not self._applied:
                 await apply_topics(self._bootstrap, self._topics, request_timeout_ms=10_000)
+                self._applied = True  # later checks only look: the topics are as wanted now
                 problem = None
             else:
                 absent = await missing_topics(self._bootstrap, [t.name for t in self._topics])

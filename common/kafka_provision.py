@@ -33,7 +33,7 @@ _SET = 0  # IncrementalAlterConfigs operation: SET (1 DELETE, 2 APPEND, 3 SUBTRA
 _TOPIC = 2  # ConfigResource type TOPIC
 
 
-class IncrementalAlterConfigsResponse_v0(Response):  # noqa: N801  # Kafka's protocol naming
+class IncrementalAlterConfigsResponse_v0(Response):  # type: ignore[misc]
     API_KEY = 44
     API_VERSION = 0
     SCHEMA = Schema(
@@ -50,7 +50,7 @@ class IncrementalAlterConfigsResponse_v0(Response):  # noqa: N801  # Kafka's pro
     )
 
 
-class IncrementalAlterConfigsRequest_v0(RequestStruct):  # noqa: N801
+class IncrementalAlterConfigsRequest_v0(RequestStruct):  # type: ignore[misc]
     API_KEY = 44
     API_VERSION = 0
     RESPONSE_TYPE = IncrementalAlterConfigsResponse_v0
@@ -119,7 +119,12 @@ def plan_topic(spec: TopicSpec, exists: bool, current: Mapping[str, str]) -> Top
 def with_min_insync(specs: Iterable[TopicSpec], min_insync_replicas: int) -> list[TopicSpec]:
     """The specs with ``min.insync.replicas`` added to the settings they own."""
     return [
-        TopicSpec(s.name, s.partitions, s.replication_factor, {**s.config, "min.insync.replicas": str(min_insync_replicas)})
+        TopicSpec(
+            s.name,
+            s.partitions,
+            s.replication_factor,
+            {**s.config, "min.insync.replicas": str(min_insync_replicas)},
+        )
         for s in specs
     ]
 
@@ -148,7 +153,10 @@ async def apply_topics(
         missing = [s for name, s in wanted.items() if name not in existing]
         if missing:
             response = await admin.create_topics(
-                [NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.config)) for s in missing]
+                [
+                    NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.config))
+                    for s in missing
+                ]
             )
             for topic, error_code, *rest in response.topic_errors:
                 error = ak_errors.for_code(error_code)
@@ -166,11 +174,11 @@ async def apply_topics(
                 await _incremental_set(admin, name, plan.changes)
                 log.info("kafka_topic_config_set", topic=name, changed=sorted(plan.changes))
             result[name] = plan.action
-        return result
     except ak_errors.KafkaError as e:
         raise translate_error(e) from e
     finally:
         await admin.close()
+    return result
 
 
 async def _wait_until_led(admin: Any, topics: list[str], within: float = 30.0) -> None:
@@ -188,18 +196,22 @@ async def _wait_until_led(admin: Any, topics: list[str], within: float = 30.0) -
                 if unknown:
                     await asyncio.sleep(0.1)
     except TimeoutError as e:
-        raise KafkaUnavailable(f"topics without a leader after {within:g}s: {', '.join(sorted(unknown))}") from e
+        raise KafkaUnavailable(
+            f"topics without a leader after {within:g}s: {', '.join(sorted(unknown))}"
+        ) from e
 
 
 async def _incremental_set(admin: Any, topic: str, changes: Mapping[str, str]) -> None:
-    response = await admin._send_request(IncrementalAlterConfigsRequest(topic, changes))  # noqa: SLF001
+    response = await admin._send_request(IncrementalAlterConfigsRequest(topic, changes))
     for error_code, error_message, *_ in response.responses:
         if error_code != 0:
             error = ak_errors.for_code(error_code)
             raise translate_error(error(f"changing the config of topic {topic}: {error_message}"))
 
 
-async def missing_topics(bootstrap_servers: str, names: Iterable[str], *, request_timeout_ms: int = 10_000) -> list[str]:
+async def missing_topics(
+    bootstrap_servers: str, names: Iterable[str], *, request_timeout_ms: int = 10_000
+) -> list[str]:
     """Which of ``names`` this client cannot see (absent, or not described to it by the ACLs)."""
     admin = _admin(bootstrap_servers, request_timeout_ms)
     try:

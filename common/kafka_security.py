@@ -91,8 +91,7 @@ class KafkaSecurity:
         kwargs: dict[str, Any] = {"security_protocol": self.protocol.value}
         if self.protocol.uses_tls:
             kwargs["ssl_context"] = self.ssl_context()
-        if self.protocol.uses_sasl:
-            assert self.sasl_mechanism is not None and self.sasl_password is not None  # parse_security
+        if self.protocol.uses_sasl and self.sasl_mechanism is not None and self.sasl_password is not None:
             kwargs["sasl_mechanism"] = self.sasl_mechanism.value
             kwargs["sasl_plain_username"] = self.sasl_username
             kwargs["sasl_plain_password"] = self.sasl_password.get()
@@ -107,7 +106,9 @@ def parse_security(environ: Mapping[str, str]) -> KafkaSecurity:
     files must be readable.
     """
     env = EnvReader(environ)
-    protocol = _choice(SecurityProtocol, "KAFKA_SECURITY_PROTOCOL", env.string("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"))
+    protocol = _choice(
+        SecurityProtocol, "KAFKA_SECURITY_PROTOCOL", env.string("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    )
     raw_mechanism = env.optional("KAFKA_SASL_MECHANISM")
     username = env.optional("KAFKA_SASL_USERNAME")
     password = env.optional("KAFKA_SASL_PASSWORD")
@@ -118,11 +119,16 @@ def parse_security(environ: Mapping[str, str]) -> KafkaSecurity:
     mechanism: SaslMechanism | None = None
     if protocol.uses_sasl:
         if raw_mechanism is None:
-            raise ConfigError(f"environment variable KAFKA_SASL_MECHANISM is required with KAFKA_SECURITY_PROTOCOL={protocol}")
+            raise ConfigError(
+                "environment variable KAFKA_SASL_MECHANISM is required with "
+                f"KAFKA_SECURITY_PROTOCOL={protocol}"
+            )
         mechanism = _choice(SaslMechanism, "KAFKA_SASL_MECHANISM", raw_mechanism)
         for name, value in (("KAFKA_SASL_USERNAME", username), ("KAFKA_SASL_PASSWORD", password)):
             if value is None:
-                raise ConfigError(f"environment variable {name} is required with KAFKA_SECURITY_PROTOCOL={protocol}")
+                raise ConfigError(
+                    f"environment variable {name} is required with KAFKA_SECURITY_PROTOCOL={protocol}"
+                )
     else:
         for name, value in (
             ("KAFKA_SASL_MECHANISM", raw_mechanism),
@@ -131,20 +137,31 @@ def parse_security(environ: Mapping[str, str]) -> KafkaSecurity:
         ):
             if value is not None:
                 raise ConfigError(
-                    f"environment variable {name} is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use SASL "
-                    "(use SASL_SSL or SASL_PLAINTEXT)"
+                    f"environment variable {name} is set but KAFKA_SECURITY_PROTOCOL={protocol} "
+                    "does not use SASL (use SASL_SSL or SASL_PLAINTEXT)"
                 )
     if not protocol.uses_tls:
-        for name, value in (("KAFKA_SSL_CAFILE", cafile), ("KAFKA_SSL_CERTFILE", certfile), ("KAFKA_SSL_KEYFILE", keyfile)):
+        for name, value in (
+            ("KAFKA_SSL_CAFILE", cafile),
+            ("KAFKA_SSL_CERTFILE", certfile),
+            ("KAFKA_SSL_KEYFILE", keyfile),
+        ):
             if value is not None:
                 raise ConfigError(
-                    f"environment variable {name} is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS "
-                    "(use SSL or SASL_SSL)"
+                    f"environment variable {name} is set but KAFKA_SECURITY_PROTOCOL={protocol} "
+                    "does not use TLS (use SSL or SASL_SSL)"
                 )
     if (certfile is None) != (keyfile is None):
         missing = "KAFKA_SSL_KEYFILE" if keyfile is None else "KAFKA_SSL_CERTFILE"
-        raise ConfigError(f"environment variable {missing} is required: mutual TLS needs both KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE")
-    for name, path in (("KAFKA_SSL_CAFILE", cafile), ("KAFKA_SSL_CERTFILE", certfile), ("KAFKA_SSL_KEYFILE", keyfile)):
+        raise ConfigError(
+            f"environment variable {missing} is required: "
+            "mutual TLS needs both KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE"
+        )
+    for name, path in (
+        ("KAFKA_SSL_CAFILE", cafile),
+        ("KAFKA_SSL_CERTFILE", certfile),
+        ("KAFKA_SSL_KEYFILE", keyfile),
+    ):
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(f"environment variable {name} names {path!r}, which is not a readable file")
     return KafkaSecurity(

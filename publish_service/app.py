@@ -29,15 +29,23 @@ from common.kafka import (
     TOPIC_TOKEN_REFRESH_REQUESTED,
     Consumer,
     Producer,
-    ensure_topics,
     standard_topics,
 )
+from common.kafka_health import KafkaConnectivity
+from common.kafka_provision import manage_topics_from_env
+from common.kafka_security import security_from_env
 from common.logging import register_secret
 from common.outbox import OutboxRelay
 from common.s3 import ObjectStore
 from common.tasks import BackgroundLoops, sleep_or_stop
 from common.tiktok.client import TikTokClient
-from common.web import add_health_routes, api_key_middleware, correlation_middleware, error_middleware
+from common.web import (
+    ReadinessCheck,
+    add_health_routes,
+    api_key_middleware,
+    correlation_middleware,
+    error_middleware,
+)
 from publish_service.adapters.kafka_state import FullTopicReader
 from publish_service.adapters.media import MediaSource
 from publish_service.adapters.repository import Repository, Topics
@@ -67,6 +75,8 @@ from publish_service.web.routes import routes
 
 log = structlog.get_logger(__name__)
 
+KAFKA_CHECK = web.AppKey("kafka_check", KafkaConnectivity)
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -95,13 +105,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _kafka(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    await ensure_topics(
-        settings.kafka_bootstrap_servers,
-        standard_topics(settings.topic_prefix, partitions=settings.kafka_partitions).values(),
-        alter_config=False,
-    )
+    # Nothing here waits for Kafka: the check loop reports a wrong password, an unknown CA or a
+    # missing topic on /readyz (one log line per interval), and the loops that use Kafka wait for it.
+    # The relay starts the producer.
+    check = app[KAFKA_CHECK]
     producer = Producer(settings.kafka_bootstrap_servers, client_id=f"publish-{settings.instance_id}")
-    await producer.start()
     app[PRODUCER] = producer
     relay = OutboxRelay(app[POOL], settings.schema, producer, poll_interval=0.5, lock_retry_interval=2.0)
     app[RELAY] = relay
@@ -112,10 +120,13 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
             await loops.stopping.wait()
             relay.stop()
 
+        if not await check.wait_ok(loops.stopping):
+            return
         async with asyncio.TaskGroup() as group:
             group.create_task(stop_when_asked())
             await relay.run()
 
+    loops.add("kafka_check", lambda: check.run(loops.stopping), restart_delay=5.0)
     loops.add("outbox_relay", run_relay)
     app[RELAY_LOOPS] = loops
     try:
@@ -182,7 +193,8 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     app[WEBHOOKS] = WebhookHandler(repo, metrics)
 
     async def read_state() -> None:
-        await reader.run(sync.handle, loops.stopping)
+        if await app[KAFKA_CHECK].wait_ok(loops.stopping):
+            await reader.run(sync.handle, loops.stopping)
 
     async def consume_requests() -> None:
         await _wait_or_stop(reader.caught_up, loops.stopping)
@@ -243,6 +255,9 @@ async def _wait_or_stop(event: asyncio.Event, stopping: asyncio.Event) -> None:
 def create_app(settings: Settings) -> web.Application:
     register_secret(settings.tiktok_client_secret.get())
     register_secret(settings.api_key.get())
+    kafka_security = security_from_env()  # a bad combination stops the start (ConfigError)
+    if kafka_security.sasl_password is not None:
+        register_secret(kafka_security.sasl_password.get())
     app = web.Application(
         middlewares=[
             correlation_middleware,
@@ -253,6 +268,11 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[KAFKA_CHECK] = KafkaConnectivity(
+        settings.kafka_bootstrap_servers,
+        standard_topics(settings.topic_prefix, partitions=settings.kafka_partitions).values(),
+        manage_topics=manage_topics_from_env(),
+    )
     app.cleanup_ctx.extend([_database, _kafka, _storage, _tiktok, _loops])
 
     async def db_ready() -> None:
@@ -266,8 +286,12 @@ def create_app(settings: Settings) -> web.Application:
         if not app[STATE_READER].caught_up.is_set():
             raise RuntimeError("still reading the account and token topics")
 
-    add_health_routes(
-        app, app[METRICS].registry, {"database": db_ready, "loops": loops_ready, "state": state_ready}
-    )
+    checks: dict[str, ReadinessCheck] = {
+        "database": db_ready,
+        "kafka": app[KAFKA_CHECK].ready,
+        "loops": loops_ready,
+        "state": state_ready,
+    }
+    add_health_routes(app, app[METRICS].registry, checks)
     app.add_routes(routes())
     return app

@@ -93,7 +93,9 @@ class CliSettings:
 
 
 async def cmd_create_topics(s: CliSettings, args: argparse.Namespace) -> int:
-    specs = standard_topics(s.topic_prefix, partitions=args.partitions, replication_factor=args.replication_factor)
+    specs = standard_topics(
+        s.topic_prefix, partitions=args.partitions, replication_factor=args.replication_factor
+    )
     actions = await apply_topics(s.kafka, with_min_insync(specs.values(), args.min_insync_replicas))
     for name, action in sorted(actions.items()):
         out.print(f"{name}: {action}")
@@ -332,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--replication-factor", type=int, default=1, help="replicas per partition (production: 3)")
     p.add_argument(
-        "--min-insync-replicas", type=int, default=1, help="replicas that must acknowledge a write (production: 2)"
+        "--min-insync-replicas", type=int, default=1, help="replicas acknowledging a write (production: 2)"
     )
     p.set_defaults(run=cmd_create_topics)
 

@@ -17,7 +17,7 @@ import structlog
 from common.errors import PipelineError
 from common.kafka import TopicSpec
 from common.kafka_provision import apply_topics, missing_topics
-from common.kafka_security import security_from_env, security_problem
+from common.kafka_security import client_security, security_from_env, security_problem
 from common.tasks import sleep_or_stop
 
 log = structlog.get_logger(__name__)
@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 def describe_failure(exc: BaseException, principal: str) -> str:
     """Pure: the readable reason for a failed check (never a secret: the user name at most)."""
     kind = security_problem(exc)
-    detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+    detail = exc.message if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
     if kind == "authentication":
         return (
             f"Kafka authentication failed as {principal} "
@@ -35,6 +35,22 @@ def describe_failure(exc: BaseException, principal: str) -> str:
     if kind == "TLS":
         return f"Kafka TLS handshake failed (check KAFKA_SSL_CAFILE and the broker certificate): {detail}"
     return f"Kafka unavailable: {detail}"
+
+
+async def connection_error(bootstrap_servers: str, timeout_s: float = 10.0) -> BaseException | None:
+    """Why one connection (with SASL and TLS) to the first bootstrap server fails, or ``None``."""
+    from aiokafka.conn import create_conn
+
+    host, _, port = bootstrap_servers.split(",")[0].strip().rpartition(":")
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(host, int(port), request_timeout_ms=int(timeout_s * 1000), **client_security()),
+            timeout_s,
+        )
+    except Exception as exc:  # noqa: BLE001 - the failure is the answer
+        return exc
+    conn.close()
+    return None
 
 
 class KafkaConnectivity:
@@ -72,7 +88,10 @@ class KafkaConnectivity:
                     else None
                 )
         except (PipelineError, OSError) as exc:
-            problem = describe_failure(exc, security_from_env().principal)
+            # aiokafka reports a failed bootstrap without its cause (a refused login or certificate is
+            # only logged): one direct connection finds out which it was.
+            cause = exc if security_problem(exc) else (await connection_error(self._bootstrap) or exc)
+            problem = describe_failure(cause, security_from_env().principal)
         self.problem = problem
         if problem is None:
             self.ok.set()

@@ -65,6 +65,6 @@ case "${1:-}" in
     down) down ;;
     status) status ;;
     env) print_env ;;
-    fetch) "$STACK_SCRIPTS_DIR/kafka.sh" fetch ;;
+    fetch) "$STACK_SCRIPTS_DIR/kafka.sh" fetch && "$STACK_SCRIPTS_DIR/kafka-secure.sh" fetch ;;
     *) echo "usage: $0 up|down|status|env|fetch" >&2; exit 2 ;;
 esac

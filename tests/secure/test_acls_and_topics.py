@@ -63,10 +63,16 @@ async def test_each_user_can_do_only_what_the_acl_table_allows(secure_kafka: Sec
     print(f"dashboard -> tiktok.post.requested: {refused_topic.value!r}")
     assert "tiktok.post.requested" in str(refused_topic.value)
 
-    # No credentials (TLS only, no SASL): the SASL_SSL listener closes the connection.
+    # No credentials (TLS only, no SASL): the SASL_SSL listener refuses any request before a SASL
+    # handshake and closes the connection; the broker says so in its log.
+    refusal = "during SASL handshake"
+    before = broker_log_lines(secure_kafka, refusal)
     with pytest.raises(ak_errors.KafkaConnectionError) as anonymous:
         await write_as(secure_kafka, None, "tiktok.post.requested")
     print(f"no credentials -> tiktok.post.requested: {anonymous.value!r}")
+    after = broker_log_lines(secure_kafka, refusal)
+    assert len(after) > len(before)
+    print(f"  broker: {after[-1]}")
 
     # publish_service may not forge an account event.
     with pytest.raises(ak_errors.TopicAuthorizationFailedError) as forged:
@@ -91,6 +97,15 @@ async def test_each_user_can_do_only_what_the_acl_table_allows(secure_kafka: Sec
     # And what they may do, they can: publish_service writes status, auth_service writes accounts.
     await write_as(secure_kafka, "publish-service", "tiktok.post.status")
     await write_as(secure_kafka, "auth-service", "tiktok.accounts")
+
+
+def broker_log_lines(secure: SecureKafka, text: str) -> list[str]:
+    return [
+        line.strip()
+        for log in sorted(secure.directory.glob("node-*/kafka.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if text in line
+    ]
 
 
 def create_topics(secure: SecureKafka, prefix: str) -> str:

@@ -76,7 +76,9 @@ async def read_topic(secure: SecureKafka, user: str, topic: str) -> list[bytes]:
     await consumer.start()
     values: list[bytes] = []
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(await consumer.partitions_for_topic(topic) or [])]
+        await consumer.topics()  # a metadata fetch, so the partitions are known
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        assert parts, f"no partitions of {topic} visible to {user}"
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)

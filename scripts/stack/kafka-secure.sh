@@ -309,10 +309,11 @@ apply_acls() {
     pids+=($!)
     acl dashboard --operation Read --operation Describe --topic "${p}tiktok.post.status" &
     pids+=($!)
+    # Dashboards consume in groups of their own, named dashboard-*.
+    acl dashboard --operation Read --resource-pattern-type prefixed --group "${p}dashboard-" &
+    pids+=($!)
     for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
     ((rc == 0)) || die_with_log "kafka-secure: adding ACLs failed" "$SECURE_DIR/acls.log"
-    # Dashboards consume in groups of their own, named dashboard-*.
-    acl dashboard --operation Read --resource-pattern-type prefixed --group "${p}dashboard-"
     touch "$SECURE_DIR/acls.done"
 }
 
@@ -363,10 +364,14 @@ up() {
 }
 
 down() {
-    local n rc=0
+    # All three at once: stopped one by one, the last node waits for a controller quorum that is
+    # gone. Its data is disposable test state, so a node that has not stopped after 20 s is killed.
+    local n pids=() pid rc=0
     for n in "${NODES[@]}"; do
-        stop_pid "kafka-secure node $n" "$(pid_file "$n")" "$(pid_pattern "$n")" 60 || rc=1
+        stop_pid "kafka-secure node $n" "$(pid_file "$n")" "$(pid_pattern "$n")" 20 &
+        pids+=($!)
     done
+    for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
     return "$rc"
 }
 

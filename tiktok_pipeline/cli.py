@@ -40,6 +40,7 @@ from common.kafka import (
     standard_topics,
 )
 from common.kafka_provision import apply_topics, with_min_insync
+from common.kafka_security import security_from_env
 from common.s3 import ObjectStore, parse_s3_uri
 from common.settings import EnvReader
 from tiktok_pipeline.follow import Timeline, bytes_progress, follow_post, status_records
@@ -394,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner: Callable[[CliSettings, argparse.Namespace], Coroutine[Any, Any, int]] = args.run
     try:
         settings = CliSettings.from_env()
+        security_from_env()  # the Kafka client settings: a missing or contradictory one stops here
         return asyncio.run(runner(settings, args))
     except PipelineError as exc:
         console.print(f"[red]error:[/red] {exc.message}")

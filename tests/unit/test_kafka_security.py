@@ -166,3 +166,17 @@ def test_plan_topic_sets_only_the_owned_keys_that_differ(
     plan = plan_topic(SPEC, exists, current)
     assert plan.action is action
     assert dict(plan.changes) == changes
+
+
+def test_a_process_with_a_contradictory_combination_stops_at_start_naming_the_variable() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SASL_USERNAME": "someone"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tiktok_pipeline.cli", "create-topics"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "KAFKA_SASL_USERNAME" in " ".join((result.stdout + result.stderr).split())

@@ -70,6 +70,8 @@ class StackEndpoints:
             "S3_ACCESS_KEY_ID": self.s3_access_key_id,
             "S3_SECRET_ACCESS_KEY": self.s3_secret_access_key,
             "S3_REGION": self.s3_region,
+            # The local stack lets the services create their topics (production: create-topics).
+            "KAFKA_MANAGE_TOPICS": "true",
         }
 
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import aiokafka.errors as ak_errors
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from common.kafka import ConsumerRecord, KafkaUnavailable, translate_error
+from common.kafka.clients import new_consumer
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +40,7 @@ class FullTopicReader:
 
     async def run(self, handle: RecordHandler, stopping: asyncio.Event) -> None:
         """Read every partition from the start, then follow; returns when ``stopping`` is set."""
-        consumer = AIOKafkaConsumer(**self._options)
+        consumer = new_consumer(**self._options)
         try:
             await consumer.start()
             partitions = await self._partitions(consumer)

@@ -28,18 +28,9 @@ from common.events import BadEvent, PostStatusData, decode
 from common.kafka import TOPIC_POST_REQUESTED, TOPIC_POST_REQUESTED_DLQ, TOPIC_POST_STATUS
 from common.settings import EnvReader
 from tests.publish.harness import make_video
-from tests.reliability.test_faults import (
-    BASE_ENV,
-    LIMITS,
-    Run,
-    _upload_once,
-    assert_guarantees,
-    base_sandbox,
-    creators,
-    media_files,
-    verify,
-    wait_accounts_known,
-)
+from tests.reliability.faults.harness import Run, media_files, upload_once, wait_accounts_known
+from tests.reliability.faults.scenario import BASE_ENV, LIMITS, base_sandbox, creators
+from tests.reliability.faults.verdict import assert_guarantees, verify
 from tests.secure.conftest import ROOT, SecureKafka
 from tests.waiting import wait_for
 from tiktok_pipeline.local import LocalPipeline
@@ -176,7 +167,7 @@ async def test_a_video_end_to_end_and_a_broker_dies_while_30_posts_flow(stack, s
         run.producer = producer  # type: ignore[assignment]  # duck-typed: only send() is used
 
         # 1. One real video, end to end, byte-exact.
-        video = await _upload_once(pipeline, make_video(workdir / "real.mp4", seconds=3))
+        video = await upload_once(pipeline, make_video(workdir / "real.mp4", seconds=3))
         await run.submit("secure-e2e", accounts[0], video, None)
         states = await run.wait_all_terminal(timeout=180)
         assert states["secure-e2e"]["state"] == "published", states
@@ -184,7 +175,7 @@ async def test_a_video_end_to_end_and_a_broker_dies_while_30_posts_flow(stack, s
 
         # 2. 30 posts; the busiest leader dies once a few are through, and comes back later.
         small, _ = media_files([1024 * 1024, 2 * 1024 * 1024], [])
-        videos = [await _upload_once(pipeline, p) for p in small]
+        videos = [await upload_once(pipeline, p) for p in small]
         for i in range(30):
             await run.submit(f"kill-{i:02d}", accounts[i % 2], videos[i % 2], None)
 

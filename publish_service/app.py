@@ -155,7 +155,12 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         [settings.topic(TOPIC_ACCOUNTS), settings.topic(TOPIC_ACCESS_TOKENS)],
         client_id=f"publish-state-{settings.instance_id}",
     )
-    sync = StateSync(repo, settings.topic(TOPIC_ACCOUNTS), settings.topic(TOPIC_ACCESS_TOKENS))
+    sync = StateSync(
+        repo,
+        settings.topic(TOPIC_ACCOUNTS),
+        settings.topic(TOPIC_ACCESS_TOKENS),
+        on_bad=lambda topic, code: metrics.shared.state_event_bad.labels(topic, code).inc(),
+    )
     intake = Intake(repo, metrics)
     worker = Worker(
         repo=repo,

@@ -37,6 +37,7 @@ from auth_service.domain.tokens import Claim, NewTokens
 from auth_service.handlers.ports import TikTokAuth
 from auth_service.metrics import Metrics
 from common.backoff import Backoff
+from common.db import REFUSED_VALUE
 from common.errors import is_retriable
 from common.events import Envelope, EventType, RefreshRequestedData
 from common.kafka import Decoded
@@ -144,6 +145,18 @@ class Refresher:
         ):
             try:
                 await self.on_requested(envelope.data, envelope.correlation_id)
+            except REFUSED_VALUE as exc:
+                # The database refuses a value in this record: it will every time, so it is skipped
+                # (counted and logged), never retried, and the records behind it go on.
+                self._metrics.shared.state_event_bad.labels(message.record.topic, "refused_by_database").inc()
+                log.warning(
+                    "state_event_bad",
+                    topic=message.record.topic,
+                    partition=message.record.partition,
+                    offset=message.record.offset,
+                    error_code="refused_by_database",
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                )
             except Exception as exc:
                 if is_retriable(exc):
                     raise

@@ -27,6 +27,7 @@ class Accounts:
                     token_expires_at = excluded.token_expires_at, updated_at = now()
                 WHERE {self._s}.accounts.token_version < excluded.token_version
                    OR ({self._s}.accounts.token_version = excluded.token_version
+                       AND {self._s}.accounts.token_ciphertext IS NOT NULL
                        AND {self._s}.accounts.token_ciphertext IS DISTINCT FROM excluded.token_ciphertext)
                 RETURNING true
                 """,
@@ -73,6 +74,19 @@ class Accounts:
             offset,
         )
         return bool(updated)
+
+    async def forget_token(self, db: Executor, account_id: str) -> bool:
+        """Drop the account's token (auth_service's tombstone); the version stays, so a replayed older
+        token record cannot bring it back."""
+        forgotten = await db.fetchval(
+            f"""
+            UPDATE {self._s}.accounts SET token_ciphertext = NULL, token_expires_at = NULL, updated_at = now()
+            WHERE account_id = $1 AND token_ciphertext IS NOT NULL
+            RETURNING true
+            """,
+            account_id,
+        )
+        return bool(forgotten)
 
     async def token(self, db: Executor, account_id: str) -> AccountToken | None:
         r = await db.fetchrow(

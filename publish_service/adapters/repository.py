@@ -179,6 +179,9 @@ class Repository:
     async def upsert_account(self, data: AccountData, partition: int, offset: int) -> bool:
         return await self.accounts.upsert_account(self._pool, data, partition, offset)
 
+    async def forget_token(self, account_id: str) -> bool:
+        return await self.accounts.forget_token(self._pool, account_id)
+
     async def account_token(self, account_id: str) -> AccountToken | None:
         return await self.accounts.token(self._pool, account_id)
 

@@ -160,6 +160,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         settings.topic(TOPIC_ACCOUNTS),
         settings.topic(TOPIC_ACCESS_TOKENS),
         on_bad=lambda topic, code: metrics.shared.state_event_bad.labels(topic, code).inc(),
+        cipher=TokenCipher(settings.transport_ring()),
     )
     intake = Intake(repo, metrics)
     worker = Worker(

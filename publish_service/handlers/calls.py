@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import structlog
 
-from common.cipher import DecryptionFailed, TokenCipher
+from common.cipher import DecryptionFailed, TokenCipher, transport_purpose
 from common.events import ErrorInfo
 from common.tasks import sleep_or_stop
 from common.tiktok.client import PublishStatus
@@ -100,9 +100,15 @@ class Steps:
                 PostPatch(awaiting_token_version=account.token_version),
             )
         try:
-            token = self.cipher.decrypt(account.ciphertext, account_id=row.account_id, purpose="transport")
+            token = self.cipher.decrypt(
+                account.ciphertext,
+                account_id=row.account_id,
+                purpose=transport_purpose(account.token_version),
+            )
         except DecryptionFailed as exc:
             log.warning("token_decryption_failed", error=str(exc))
+            # E.g. sealed before versions were bound into it (an upgrade): a new token replaces it.
+            await self.repo.request_refresh(row.account_id, account.token_version, "token_undecryptable")
             raise Deferred(
                 self.settings.token_wait_s,
                 "token_undecryptable",

@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from common.cipher import transport_purpose
 from common.events import AccessTokenData, AccountData, AccountStatus, EventType, encode
 from common.kafka import TOPIC_ACCESS_TOKENS, TOPIC_ACCOUNTS
 from publish_service.app import create_app
@@ -68,7 +69,7 @@ def token(account_id: str, version: int, **patch: Any) -> bytes:
         scopes=["video.publish"],
         token_version=version,
         expires_at=datetime.now(UTC) + timedelta(hours=1),
-        ciphertext="v1.k1.AAAA",
+        ciphertext="v1.unknown.AAAA",  # a key this replica does not hold: kept, not checked here
     )
     return _patched(encode(EventType.access_token, data)[0], patch)
 
@@ -172,6 +173,35 @@ async def test_a_bad_state_record_is_skipped_and_the_one_behind_it_applies(
         assert (await row(h, account_id))["open_id"] == "good"
 
 
+async def test_a_replayed_token_with_a_rewritten_version_is_refused(harness: Harness) -> None:
+    """Issue 12, point 3: a genuine older record replayed with a higher ``token_version`` was stored,
+    and every later real token was ignored. The version is now in the ciphertext's associated data."""
+    h = harness
+    topic = h.topic(TOPIC_ACCESS_TOKENS)
+
+    def sealed(version: int, plain: str, sealed_as: int | None = None) -> bytes:
+        ct = h.cipher.encrypt(plain, account_id="acc-r", purpose=transport_purpose(sealed_as or version))
+        return token("acc-r", version, ciphertext=ct)
+
+    async with running(h) as (app, _):
+        await h.producer.send(topic, "acc-r", sealed(1, "tok-1"))
+        await h.producer.send(topic, "acc-r", sealed(2, "tok-2"))
+        await h.producer.send(topic, "acc-r", sealed(99, "tok-1", sealed_as=1))  # the replay
+        await h.producer.send(topic, "acc-r", sealed(3, "tok-3"))
+
+        async def at_3() -> bool:
+            r = await row(h, "acc-r")
+            return r is not None and r["token_version"] == 3
+
+        await wait_for(at_3, 30, 0.2, description="the real token v3 applied behind the replay")
+        r = await row(h, "acc-r")
+        assert (
+            h.cipher.decrypt(r["token_ciphertext"], account_id="acc-r", purpose=transport_purpose(3))
+            == "tok-3"
+        )
+        assert _skipped(app, topic, "decryption_failed") == 1
+
+
 async def test_a_tombstone_on_access_tokens_deletes_the_stored_token(harness: Harness) -> None:
     h = harness
     topic = h.topic(TOPIC_ACCESS_TOKENS)
@@ -189,13 +219,15 @@ async def test_a_tombstone_on_access_tokens_deletes_the_stored_token(harness: Ha
         assert r is not None and r["token_ciphertext"] is None and r["token_expires_at"] is None
 
 
-def _skipped(app: web.Application, topic: str) -> float:
+def _skipped(app: web.Application, topic: str, code: str | None = None) -> float:
     return sum(
         s.value
         for m in app[METRICS].registry.collect()
         if m.name == "state_event_bad"
         for s in m.samples
-        if s.name == "state_event_bad_total" and s.labels["topic"] == topic
+        if s.name == "state_event_bad_total"
+        and s.labels["topic"] == topic
+        and code in (None, s.labels["code"])
     )
 
 

@@ -141,6 +141,7 @@ async def _tiktok(app: web.Application) -> AsyncIterator[None]:
             timeout=s.tiktok_timeout_s,
             upload_read_timeout=s.upload_stall_timeout_s,
             observer=app[METRICS].shared.observe_call,
+            upload_domains=s.tiktok_upload_domains,
         )
         yield
 

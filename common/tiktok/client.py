@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from common.tiktok.errors import TikTokError, TikTokTransportError
+from common.tiktok.guard import DEFAULT_UPLOAD_DOMAINS, check_redirect, check_upload_url, read_limited
 
 CallObserver = Callable[[str, str, float], None]
 """Told of every call: the endpoint's path, the result (``ok``, TikTok's error code, ``unreachable``
@@ -124,8 +125,10 @@ class TikTokClient:
         timeout: float = 30.0,
         upload_read_timeout: float = 120.0,
         observer: CallObserver | None = None,
+        upload_domains: Sequence[str] = DEFAULT_UPLOAD_DOMAINS,
     ) -> None:
         self._session = session
+        self._upload_domains = tuple(upload_domains)
         self._base = api_base.rstrip("/")
         self._client_key = client_key
         self._client_secret = client_secret
@@ -164,8 +167,11 @@ class TikTokClient:
     ) -> tuple[int, Mapping[str, Any]]:
         url = self._base + path
         try:
-            async with self._session.request(method, url, timeout=time_limit, **kwargs) as response:
-                raw = await response.read()
+            async with self._session.request(
+                method, url, timeout=time_limit, allow_redirects=False, **kwargs
+            ) as response:
+                check_redirect(response.status, response.headers, endpoint=endpoint)
+                raw = await read_limited(response, endpoint=endpoint)
                 status = response.status
         except aiohttp.ClientConnectorError as exc:
             raise TikTokTransportError(
@@ -359,6 +365,10 @@ class TikTokClient:
                 endpoint=endpoint,
             )
         upload_url = data.get("upload_url")
+        if upload_url:
+            upload_url = check_upload_url(
+                str(upload_url), domains=self._upload_domains, api_base=self._base, endpoint=endpoint
+            )
         return InitResult(str(publish_id), str(upload_url) if upload_url else None, log_id)
 
     async def init_direct_video(
@@ -454,9 +464,14 @@ class TikTokClient:
                     watchdog.reschedule(None)  # all written: sock_read bounds the wait for the answer
 
                 async with self._session.put(
-                    upload_url, data=watched(), headers=headers, timeout=self._upload_timeout
+                    upload_url,
+                    data=watched(),
+                    headers=headers,
+                    timeout=self._upload_timeout,
+                    allow_redirects=False,
                 ) as response:
-                    await response.read()
+                    check_redirect(response.status, response.headers, endpoint=UPLOAD_ENDPOINT)
+                    await read_limited(response, endpoint=UPLOAD_ENDPOINT)
                     outcome.result = str(response.status)
                     return PutResult(response.status, response.headers.get("Content-Range"))
         except aiohttp.ClientConnectorError as exc:

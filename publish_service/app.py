@@ -42,6 +42,7 @@ from publish_service.adapters.kafka_state import FullTopicReader
 from publish_service.adapters.media import MediaSource
 from publish_service.adapters.repository import Repository, Topics
 from publish_service.handlers.cancel import Cancellation
+from publish_service.handlers.housekeeping import prune_webhook_receipts
 from publish_service.handlers.intake import Intake
 from publish_service.handlers.state_sync import StateSync
 from publish_service.handlers.webhooks import WebhookHandler
@@ -218,7 +219,16 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
             if await sleep_or_stop(loops.stopping, 5.0):
                 return
 
+    async def housekeeping(_stopping: asyncio.Event) -> None:
+        await prune_webhook_receipts(
+            repo.prune_webhook_receipts,
+            keep_s=settings.webhook_receipts_keep_s,
+            every_s=settings.housekeeping_interval_s,
+            stopping=loops.stopping,
+        )
+
     loops.add("state_topics", read_state, restart_delay=2.0)
+    loops.add("housekeeping", housekeeping, restart_delay=5.0)
     loops.add("gauges", gauges, restart_delay=5.0)
     loops.add("intake", consume_requests, restart_delay=2.0)
     for n in range(settings.workers):

@@ -59,6 +59,8 @@ class Settings:
     upload_stall_timeout_s: float = 120.0  # a chunk PUT whose socket neither reads nor writes this long
     rate_window_s: float = 60.0  # TikTok's per-token window; a test sandbox may use a shorter one
     tiktok_upload_domains: tuple[str, ...] = DEFAULT_UPLOAD_DOMAINS
+    webhook_receipts_keep_s: float = 7 * 24 * 3600.0  # > TikTok's 72 h of re-deliveries
+    housekeeping_interval_s: float = 600.0  # how often old webhook receipts are pruned
     """TIKTOK_UPLOAD_DOMAINS: an init's upload_url must be https on a host under one of these (or on
     TIKTOK_API_BASE's own origin, e.g. the sandbox); the media goes nowhere else."""
 
@@ -110,6 +112,8 @@ class Settings:
             kafka_partitions=env.integer("KAFKA_PARTITIONS", 6),
             rate_window_s=env.number("TIKTOK_RATE_WINDOW_S", 60.0),
             tiktok_upload_domains=env.strings("TIKTOK_UPLOAD_DOMAINS", DEFAULT_UPLOAD_DOMAINS),
+            webhook_receipts_keep_s=env.number("PUBLISH_WEBHOOK_RECEIPTS_KEEP_S", 7 * 24 * 3600.0),
+            housekeeping_interval_s=env.number("PUBLISH_HOUSEKEEPING_INTERVAL_S", 600.0),
             tiktok_timeout_s=env.number("TIKTOK_TIMEOUT_S", 30.0),
             upload_stall_timeout_s=env.number("PUBLISH_UPLOAD_STALL_TIMEOUT_S", 120.0),
             cap_retry_s=env.number("PUBLISH_CAP_RETRY_S", 900.0),

@@ -197,3 +197,6 @@ class Repository:
 
     async def first_delivery(self, dedupe_key: str) -> bool:
         return await self.receipts.first_delivery(self._pool, dedupe_key)
+
+    async def prune_webhook_receipts(self, keep_s: float) -> int:
+        return await self.receipts.prune(self._pool, keep_s)

@@ -26,6 +26,8 @@ from publish_service.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+UPLOAD_URL_PURPOSE = "upload_url"
+
 T = TypeVar("T")
 
 SHORT_WAIT_S = 3.0  # a rate-limit wait this short is slept through instead of giving the lease back
@@ -71,6 +73,21 @@ class Steps:
     @property
     def owner(self) -> str:
         return self.settings.instance_id
+
+    def seal_upload_url(self, row: PostRow, upload_url: str) -> str:
+        """An upload_url's ``upload_token`` is a bearer credential for an hour: it is stored only
+        encrypted (the transport key ring, bound to the post), never readable by a database reader."""
+        return self.cipher.encrypt(upload_url, account_id=row.post_id, purpose=UPLOAD_URL_PURPOSE)
+
+    def open_upload_url(self, row: PostRow) -> str | None:
+        """The stored upload_url, or None when it does not open (stored in plain text before the
+        upgrade, or under a key since removed): then the upload task is treated as gone."""
+        if row.upload_url is None:
+            return None
+        try:
+            return self.cipher.decrypt(row.upload_url, account_id=row.post_id, purpose=UPLOAD_URL_PURPOSE)
+        except DecryptionFailed:
+            return None
 
     async def token(self, row: PostRow) -> tuple[str, int]:
         account = await self.repo.account_token(row.account_id)

@@ -30,6 +30,7 @@ def log_invalid(item: Undecodable) -> None:
         "refresh_request_invalid",
         error_code=item.error.code,
         error=item.error.message,
+        partition=item.record.partition,
         offset=item.record.offset,
     )
 

@@ -35,7 +35,7 @@ def verify(header: str | None, body: bytes, secret: str, *, now: float, toleranc
         raise BadSignature("the TikTok-Signature header needs t= and s=")
     signed_t, given = parts["t"], parts["s"]
     if not _TIMESTAMP.fullmatch(signed_t):
-        raise BadSignature("the signature timestamp must be decimal digits")
+        raise BadSignature("the signature timestamp is not a number: decimal digits only")
     if not _MAC.fullmatch(given):
         raise BadSignature("the signature must be 64 hexadecimal digits (HMAC-SHA256)")
     # The MAC is over the timestamp exactly as received, never over a re-formatted number.

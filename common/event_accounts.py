@@ -13,11 +13,19 @@ from common.event_posts import Frozen
 
 
 class AccountStatus(StrEnum):
-    """connected: posts can go; reauth_required: the creator must connect again; disconnected: gone."""
+    """connected: posts can go; reauth_required: the creator must connect again; disconnected: gone;
+    revoked: gone because the creator removed the app's access in TikTok (``authorization.removed``)."""
 
     connected = "connected"
     reauth_required = "reauth_required"
     disconnected = "disconnected"
+    revoked = "revoked"
+
+
+AUTHORIZATION_REMOVED = "authorization_removed"
+"""The ``reason`` of a refresh request that relays TikTok's ``authorization.removed`` webhook from
+publish_service (which receives the app's webhooks) to auth_service: the grant is gone, so auth_service
+forgets the account (status ``revoked``) instead of refreshing it."""
 
 
 _ACCOUNT_EXAMPLE: JsonDict = {
@@ -85,7 +93,10 @@ class RefreshRequestedData(Frozen):
     )
 
     account_id: str = Field(description="The account whose token TikTok refused.")
-    reason: str = Field(description="What TikTok said, e.g. access_token_invalid.")
+    reason: str = Field(
+        description="What TikTok said, e.g. access_token_invalid; authorization_removed relays TikTok's "
+        "authorization.removed webhook: the account is forgotten (revoked), not refreshed."
+    )
     seen_token_version: Version | None = Field(
         default=None, description="The token version that was refused; a newer one makes this a no-op."
     )

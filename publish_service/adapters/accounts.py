@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from common.events import AccessTokenData, AccountData, EventType, RefreshRequestedData, encode
+from common.events import (
+    AUTHORIZATION_REMOVED,
+    AccessTokenData,
+    AccountData,
+    EventType,
+    RefreshRequestedData,
+    encode,
+)
 from common.outbox import enqueue
 from publish_service.adapters.pg import Connection, Executor
 from publish_service.domain.post import AccountToken
@@ -103,6 +110,23 @@ class Accounts:
     async def known(self, db: Executor, account_id: str) -> bool:
         found = await db.fetchval(f"SELECT true FROM {self._s}.accounts WHERE account_id = $1", account_id)
         return bool(found)
+
+    async def relay_authorization_removed(self, db: Connection, open_id: str) -> list[str]:
+        """Tell auth_service that TikTok says this creator removed the app (it forgets the account);
+        the accounts it concerns."""
+        async with db.transaction():
+            rows = await db.fetch(
+                f"SELECT account_id, token_version FROM {self._s}.accounts WHERE open_id = $1", open_id
+            )
+            for r in rows:
+                data = RefreshRequestedData(
+                    account_id=r["account_id"],
+                    reason=AUTHORIZATION_REMOVED,
+                    seen_token_version=r["token_version"] if r["token_version"] >= 0 else None,
+                )
+                value, headers = encode(EventType.refresh_requested, data)
+                await enqueue(db, self._s, self._refresh_topic, r["account_id"], value, headers)
+        return [r["account_id"] for r in rows]
 
     async def request_refresh(self, db: Connection, account_id: str, seen_version: int, reason: str) -> bool:
         """Ask auth_service for a new token, once per seen version (repeated after 60 s of silence)."""

@@ -198,5 +198,9 @@ class Repository:
     async def first_delivery(self, dedupe_key: str) -> bool:
         return await self.receipts.first_delivery(self._pool, dedupe_key)
 
+    async def relay_authorization_removed(self, open_id: str) -> list[str]:
+        async with self._connection() as conn:
+            return await self.accounts.relay_authorization_removed(conn, open_id)
+
     async def prune_webhook_receipts(self, keep_s: float) -> int:
         return await self.receipts.prune(self._pool, keep_s)

@@ -91,10 +91,13 @@ class Steps:
 
     async def token(self, row: PostRow) -> tuple[str, int]:
         account = await self.repo.account_token(row.account_id)
-        if account is not None and account.status in ("disconnected", "reauth_required"):
-            raise Failed(
-                ErrorInfo(code=f"account_{account.status}", message="the creator must reconnect the account")
+        if account is not None and account.status in ("disconnected", "reauth_required", "revoked"):
+            why = (
+                "the creator removed the app's access in TikTok; they must connect the account again"
+                if account.status == "revoked"
+                else "the creator must reconnect the account"
             )
+            raise Failed(ErrorInfo(code=f"account_{account.status}", message=why))
         if account is None:
             # The request may have overtaken the account's connect event (auth_service's outbox, then
             # Kafka): wait for it (state sync wakes the post), and only then call the account unknown.

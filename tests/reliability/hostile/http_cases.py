@@ -523,4 +523,16 @@ HTTP_CASES = [
         "no account 'acc_nobody'",
     ),
     *SIGNATURE_CASES,
+    HttpCase(
+        "webhook_authorization_removed_without_openid",
+        "publish",
+        "POST",
+        "/v1/webhooks/tiktok",
+        400,
+        "invalid_input",
+        "without a user_openid",
+        auth=False,
+        sign_webhook=True,
+        json_body={"event": "authorization.removed", "create_time": 1, "content": json.dumps({"reason": 1})},
+    ),
 ]

@@ -397,3 +397,9 @@ async def test_an_out_of_range_seen_version_is_skipped_and_the_request_behind_it
         await wait_for(
             lambda: _version_at_least(database_url, 2), timeout=30, description="the refresh behind it"
         )
+        from auth_service.keys import METRICS
+
+        skipped = auth.app[METRICS].registry.get_sample_value(
+            "state_event_bad_total", {"topic": topic, "code": "wrong_schema"}
+        )
+        assert skipped == 1, skipped

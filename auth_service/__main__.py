@@ -5,7 +5,7 @@
     python -m auth_service rotate-keys   re-encrypt every stored ciphertext under the active keys
 
 SIGTERM (and Ctrl-C) shut down gracefully: the listener closes, requests in flight finish, the
-background loops stop claiming work and finish their refreshes within AUTH_SHUTDOWN_DEADLINE_S,
+background loops stop claiming work and finish their refreshes within SHUTDOWN_DEADLINE_S,
 then connections close. Keep that deadline below Kubernetes' terminationGracePeriodSeconds.
 """
 

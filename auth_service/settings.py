@@ -13,6 +13,9 @@ from common.settings import EnvReader, Secret
 
 DEFAULT_SCOPES = ("user.info.basic", "video.upload", "video.publish")
 
+RENAMED = {"INSTANCE_ID": "AUTH_INSTANCE_ID", "SHUTDOWN_DEADLINE_S": "AUTH_SHUTDOWN_DEADLINE_S"}
+"""New name → old name: the old names are read for one more release, with a warning."""
+
 
 @dataclass(frozen=True)
 class RefreshTuning:
@@ -74,7 +77,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = EnvReader(environ)
+        env = EnvReader(environ, renamed=RENAMED)
         app_type = env.string("TIKTOK_APP_TYPE", "web")
         if app_type not in ("web", "desktop"):
             raise ConfigError(f"TIKTOK_APP_TYPE must be web or desktop, got {app_type!r}")
@@ -122,9 +125,9 @@ class Settings:
             db_pool_min=env.integer("AUTH_DB_POOL_MIN", 1),
             db_pool_max=env.integer("AUTH_DB_POOL_MAX", 10),
             consumer_group=env.string("AUTH_CONSUMER_GROUP", "auth-service"),
-            instance_id=env.string("AUTH_INSTANCE_ID", ""),
+            instance_id=env.string("INSTANCE_ID", ""),
             refresh=tuning,
-            shutdown_deadline_s=env.number("AUTH_SHUTDOWN_DEADLINE_S", 20.0),
+            shutdown_deadline_s=env.number("SHUTDOWN_DEADLINE_S", 20.0),
             log_level=env.string("LOG_LEVEL", "INFO"),
             log_format=env.string("LOG_FORMAT", "json"),
         )

@@ -187,7 +187,7 @@ async def scenario(
     ports = [free_port() for _ in range(replicas)]
     async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession(trust_env=False) as http:
         for i, port in enumerate(ports):
-            env = {**base_env, "HTTP_PORT": str(port), "AUTH_INSTANCE_ID": f"bench-{replicas}-{i}"}
+            env = {**base_env, "HTTP_PORT": str(port), "INSTANCE_ID": f"bench-{replicas}-{i}"}
             command = [sys.executable, "-m", "auth_service"]
             if profile:
                 command[1:1] = ["-m", "cProfile", "-o", str(logs / f"auth-{replicas}-{i}.prof")]

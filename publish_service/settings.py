@@ -9,12 +9,17 @@ from dataclasses import dataclass, field
 
 from common.cipher import KeyRing
 from common.errors import ConfigError
+from common.kafka import DEFAULT_PARTITIONS
 from common.metrics_site import read_metrics_port
 from common.settings import EnvReader, Secret
 from common.tiktok.chunks import DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK
 from common.tiktok.guard import DEFAULT_UPLOAD_DOMAINS
 
 SCHEMA = "publish"
+
+
+def default_instance_id() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -24,8 +29,7 @@ class Settings:
     tiktok_api_base: str
     tiktok_client_key: str
     tiktok_client_secret: Secret
-    transport_keys: Secret
-    transport_active_key_id: str | None
+    transport_keys: KeyRing = field(repr=False)
     s3_endpoint_url: str | None
     s3_access_key_id: str | None
     s3_secret_access_key: Secret
@@ -49,10 +53,11 @@ class Settings:
     """A post may arrive before its account's connect event: it waits this long before ``unknown_account``."""
     post_id_watch_s: float = 24 * 3600.0  # how long to keep polling for a public post id
     webhook_tolerance_s: float = 300.0
-    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    instance_id: str = field(default_factory=lambda: default_instance_id())
+    """Names this replica in leases (INSTANCE_ID); each worker task leases as ``<instance_id>/w<n>``."""
     log_level: str = "INFO"
     log_format: str = "json"
-    kafka_partitions: int = 6
+    kafka_partitions: int = DEFAULT_PARTITIONS
     init_doubt_grace_s: float = 600.0  # how long a lost PULL init waits for a webhook naming it
     cap_retry_s: float = 900.0  # first retry after a daily cap (spam_risk_too_many_posts …), doubling
     tiktok_timeout_s: float = 30.0  # per API call; an init without an answer in time is "in doubt"
@@ -71,9 +76,6 @@ class Settings:
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
-    def transport_ring(self) -> KeyRing:
-        return KeyRing.parse(self.transport_keys.get(), self.transport_active_key_id, name="TRANSPORT_KEYS")
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = EnvReader(environ)
@@ -84,11 +86,14 @@ class Settings:
             database_url=env.secret("DATABASE_URL"),
             kafka_bootstrap_servers=env.string("KAFKA_BOOTSTRAP_SERVERS"),
             topic_prefix=env.optional("TOPIC_PREFIX") or "",
-            tiktok_api_base=env.string("TIKTOK_API_BASE"),
+            tiktok_api_base=env.string("TIKTOK_API_BASE", "https://open.tiktokapis.com"),
             tiktok_client_key=env.string("TIKTOK_CLIENT_KEY"),
             tiktok_client_secret=env.secret("TIKTOK_CLIENT_SECRET"),
-            transport_keys=env.secret("TRANSPORT_KEYS"),
-            transport_active_key_id=env.optional("TRANSPORT_ACTIVE_KEY_ID"),
+            transport_keys=KeyRing.parse(
+                env.secret("TRANSPORT_KEYS").get(),
+                env.optional("TRANSPORT_ACTIVE_KEY_ID"),
+                name="TRANSPORT_KEYS",
+            ),
             s3_endpoint_url=env.optional("S3_ENDPOINT_URL"),
             s3_access_key_id=env.optional("S3_ACCESS_KEY_ID"),
             s3_secret_access_key=env.secret("S3_SECRET_ACCESS_KEY", ""),
@@ -104,12 +109,13 @@ class Settings:
             chunk_size=chunk,
             lease_s=env.number("PUBLISH_LEASE_S", 60.0),
             shutdown_deadline_s=env.number("SHUTDOWN_DEADLINE_S", 20.0),
+            instance_id=env.optional("INSTANCE_ID") or default_instance_id(),
             token_wait_s=env.number("PUBLISH_TOKEN_WAIT_S", 120.0),
             unknown_account_grace_s=env.number("PUBLISH_UNKNOWN_ACCOUNT_GRACE_S", 60.0),
             post_id_watch_s=env.number("PUBLISH_POST_ID_WATCH_S", 24 * 3600.0),
             log_level=env.string("LOG_LEVEL", "INFO"),
             log_format=env.string("LOG_FORMAT", "json"),
-            kafka_partitions=env.integer("KAFKA_PARTITIONS", 6),
+            kafka_partitions=env.integer("KAFKA_PARTITIONS", DEFAULT_PARTITIONS),
             rate_window_s=env.number("TIKTOK_RATE_WINDOW_S", 60.0),
             tiktok_upload_domains=env.strings("TIKTOK_UPLOAD_DOMAINS", DEFAULT_UPLOAD_DOMAINS),
             webhook_receipts_keep_s=env.number("PUBLISH_WEBHOOK_RECEIPTS_KEEP_S", 7 * 24 * 3600.0),
@@ -119,7 +125,6 @@ class Settings:
             cap_retry_s=env.number("PUBLISH_CAP_RETRY_S", 900.0),
             init_doubt_grace_s=env.number("PUBLISH_INIT_DOUBT_GRACE_S", 600.0),
         )
-        settings.transport_ring()  # fail fast on a malformed key ring
         if settings.lease_s <= settings.tiktok_timeout_s:
             # A worker waiting on a slow TikTok call must still hold its lease when the answer comes.
             raise ConfigError("PUBLISH_LEASE_S must be longer than TIKTOK_TIMEOUT_S")

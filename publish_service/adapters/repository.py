@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from common.db import validate_identifier
+from common.db import database_edge, validate_identifier
 from common.events import (
     AccessTokenData,
     AccountData,
@@ -37,6 +37,7 @@ from publish_service.domain.post import AccountToken, IntakeOutcome, PostPatch, 
 __all__ = ["LeaseLost", "Repository", "Topics", "Tx"]
 
 
+@database_edge
 class Tx:
     """One open transaction: what intake stores for a batch of requests commits or rolls back together."""
 
@@ -84,6 +85,7 @@ class Tx:
         await self._repo.dead_letters.send_bounded(self._conn, key, raw, code, message, headers)
 
 
+@database_edge
 class Repository:
     def __init__(
         self,

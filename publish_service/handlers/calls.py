@@ -69,10 +69,13 @@ class Steps:
     settings: Settings
     stopping: asyncio.Event
     metrics: Metrics
+    owner: str
+    """This worker task's lease owner: unique per task (``worker.worker_owner``)."""
 
-    @property
-    def owner(self) -> str:
-        return self.settings.instance_id
+    async def renew_for(self, row: PostRow, wait_s: float) -> PostRow:
+        """Before a wait of ``wait_s``: extend the lease past it, so no other worker claims the post
+        meanwhile; raises ``LeaseLost`` if it was taken already (then this worker must not write)."""
+        return await self.repo.save(row, self.owner, wait_s + self.settings.lease_s)
 
     def seal_upload_url(self, row: PostRow, upload_url: str) -> str:
         """An upload_url's ``upload_token`` is a bearer credential for an hour: it is stored only
@@ -142,7 +145,10 @@ class Steps:
             if wait <= 0:
                 return
             self.metrics.rate_waits.labels(endpoint.value).inc()
-            if wait > SHORT_WAIT_S or await sleep_or_stop(self.stopping, wait):
+            if wait > SHORT_WAIT_S:
+                raise Deferred(wait, f"rate_window_{endpoint.value}")
+            await self.renew_for(row, wait)
+            if await sleep_or_stop(self.stopping, wait):
                 raise Deferred(wait, f"rate_window_{endpoint.value}")
 
     async def call(self, row: PostRow, endpoint: Endpoint, call: Callable[[str], Awaitable[T]]) -> T:
@@ -152,11 +158,11 @@ class Steps:
         try:
             return await call(token)
         except TikTokError as exc:
-            self.metrics.tiktok_errors.labels(exc.endpoint, exc.tiktok_code).inc()
+            self.metrics.tiktok_errors.labels(exc.endpoint, exc.label).inc()
             log.warning(
                 "tiktok_error",
                 endpoint=exc.endpoint,
-                error_code=exc.tiktok_code,
+                error_code=exc.label,
                 log_id=exc.log_id,
                 http=exc.status,
             )

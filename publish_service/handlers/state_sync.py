@@ -1,9 +1,11 @@
 """Applying account and access-token events (played by auth_service) to this service's tables.
 
-These topics are read in full by every replica, and intake waits until they are caught up, so one
-record that cannot be applied must never stop the reader: it is skipped, counted
-(``state_event_bad{topic,code}``) and logged, and the records behind it take effect. Only a database
-that is away (a transient error) stops the reader, which then starts again from the beginning.
+Read by the shared ``ConsumeLoop`` from a full-topic source: ``decode`` types a record by its topic
+(a tombstone decodes to ``None``). These topics are read in full by every replica, and intake waits
+until they are caught up, so one record that cannot be applied must never stop the reader: a record
+that will never decode, whose token does not open for its version, or that the database refuses is
+skipped, counted (``state_event_bad{topic,code}``) and logged (auth_service owns these topics: not
+ours to dead-letter), and the records behind it take effect.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from common.cipher import DecryptionFailed, TokenCipher, transport_purpose
 from common.db import REFUSED_VALUE
 from common.events import AccessTokenData, AccountData, BadEvent, decode
 from common.kafka import ConsumerRecord
+from common.kafka.consume import Decoded, Undecodable
 from publish_service.handlers.ports import StateStore
 
 log = structlog.get_logger(__name__)
+
+StateEvent = AccountData | AccessTokenData | None
+"""What a state record carries; ``None`` is a tombstone (the account is gone)."""
 
 BadRecordCounter = Callable[[str, str], None]
 """Told of every skipped record: its topic and the code of what was wrong with it."""
@@ -41,38 +47,43 @@ class StateSync:
         self._on_bad = on_bad
         self._cipher = cipher
 
-    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    def decode(self, record: ConsumerRecord[bytes, bytes]) -> StateEvent:
+        if record.value is None:
+            return None
+        if record.topic == self.tokens_topic:
+            return decode(record.value, AccessTokenData).data
+        if record.topic == self.accounts_topic:
+            return decode(record.value, AccountData).data
+        raise BadEvent(f"not a state topic: {record.topic}")
+
+    async def handle(self, item: Decoded[StateEvent]) -> None:
         try:
-            await self._apply(record)
-        except BadEvent as exc:
-            # Not ours to dead-letter (auth_service owns these topics); skip and say so.
-            self._bad(record, exc.code, exc.message)
+            await self._apply(item)
         except DecryptionFailed as exc:
-            self._bad(record, exc.code, exc.message)
+            self._bad(item.record, exc.code, exc.message)
         except REFUSED_VALUE as exc:
             # A value the model let through and Postgres refuses (out of range, bad text): it will
             # be refused every time, so retrying it would stop every record behind it for good.
-            self._bad(record, REFUSED_BY_DATABASE, f"{type(exc).__name__}: {exc}")
+            self._bad(item.record, REFUSED_BY_DATABASE, f"{type(exc).__name__}: {exc}")
 
-    async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        if record.value is None:
-            if record.topic == self.tokens_topic and record.key:
-                # auth_service's tombstone on disconnect: the token must not outlive the account here.
-                account_id = record.key.decode("utf-8", errors="replace")
-                if await self.repo.forget_token(account_id):
-                    log.info("access_token_forgotten", account_id=account_id)
-            return
-        if record.topic == self.tokens_topic:
-            token = decode(record.value, AccessTokenData).data
-            self._check_sealed_for(token)
-            if await self.repo.upsert_token(token):
-                log.info(
-                    "access_token_updated", account_id=token.account_id, token_version=token.token_version
-                )
-        elif record.topic == self.accounts_topic:
-            account = decode(record.value, AccountData).data
-            if await self.repo.upsert_account(account, record.partition, record.offset):
-                log.info("account_updated", account_id=account.account_id, status=account.status.value)
+    async def _apply(self, item: Decoded[StateEvent]) -> None:
+        record = item.record
+        match item.event:
+            case None:
+                if record.topic == self.tokens_topic and record.key:
+                    # auth_service's tombstone on disconnect: the token must not outlive the account.
+                    account_id = record.key.decode("utf-8", errors="replace")
+                    if await self.repo.forget_token(account_id):
+                        log.info("access_token_forgotten", account_id=account_id)
+            case AccessTokenData() as token:
+                self._check_sealed_for(token)
+                if await self.repo.upsert_token(token):
+                    log.info(
+                        "access_token_updated", account_id=token.account_id, token_version=token.token_version
+                    )
+            case AccountData() as account:
+                if await self.repo.upsert_account(account, record.partition, record.offset):
+                    log.info("account_updated", account_id=account.account_id, status=account.status.value)
 
     def _check_sealed_for(self, token: AccessTokenData) -> None:
         """Refuse a ciphertext that does not open for this account and *this* version: a genuine older
@@ -84,6 +95,10 @@ class StateSync:
         self._cipher.decrypt(
             token.ciphertext, account_id=token.account_id, purpose=transport_purpose(token.token_version)
         )
+
+    def log_bad(self, item: Undecodable) -> None:
+        """The loop's hook for a record that will never decode."""
+        self._bad(item.record, item.error.code, item.error.message)
 
     def _bad(self, record: ConsumerRecord[bytes, bytes], code: str, message: str) -> None:
         log.warning(

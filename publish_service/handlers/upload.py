@@ -64,8 +64,10 @@ class Uploader:
             answer = await self._put(row, upload_url, loc.bucket, loc.key, first, last, plan)
             if isinstance(answer, decisions.RetryChunk):
                 retries += 1
-                if not await self._wait_to_retry(row, offset, retries):
+                waited = await self._wait_to_retry(row, offset, retries)
+                if waited is None:
                     return None
+                row = waited
                 continue
             if isinstance(answer, decisions.UploadGone):
                 return await self._upload_url_gone(row, plan, answer.why)
@@ -93,15 +95,17 @@ class Uploader:
             patch=PostPatch(bytes_acked=plan.video_size, failures=0, polls=0),
         )
 
-    async def _wait_to_retry(self, row: PostRow, offset: int, retries: int) -> bool:
-        """Wait before sending the chunk again; False when stopping cut the wait (post handed back)."""
+    async def _wait_to_retry(self, row: PostRow, offset: int, retries: int) -> PostRow | None:
+        """Wait before sending the chunk again, the lease renewed past the wait first (a wait can be
+        longer than a short lease); None when stopping cut the wait (post handed back)."""
         wait = decisions.after_chunk_retry(retries, row.failures)
         if isinstance(wait, decisions.Defer):
             raise Deferred.of(wait)
+        row = await self.steps.renew_for(row, wait)
         if await sleep_or_stop(self.steps.stopping, wait):
             await self._checkpoint(row, offset)
-            return False
-        return True
+            return None
+        return row
 
     async def _checkpoint(self, row: PostRow, offset: int) -> None:
         """Shutdown: hand the post back at the offset TikTok acknowledged (saved after each chunk)."""

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from common.tiktok.guard import check_redirect, read_limited
 from common.tiktok.errors import TikTokError, TikTokTransportError
+from common.tiktok.guard import check_redirect, read_limited
 from common.tiktok.models import PutResult
 
 CallObserver = Callable[[str, str, float], None]

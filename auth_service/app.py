@@ -163,6 +163,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
         app[REFRESHER].handle_request,
         client_id=f"auth-{app[INSTANCE]}",
         on_lag=app[METRICS].shared.set_lag,
+        on_bad=lambda topic, code: app[METRICS].shared.state_event_bad.labels(topic, code).inc(),
     )
     try:
         yield

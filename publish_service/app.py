@@ -45,6 +45,7 @@ from publish_service.adapters.media import MediaSource
 from publish_service.adapters.repository import Repository, Topics
 from publish_service.handlers.cancel import Cancellation
 from publish_service.handlers.gauges import PostStateGauge
+from publish_service.handlers.housekeeping import prune_webhook_receipts
 from publish_service.handlers.intake import Intake, decode_request
 from publish_service.handlers.state_sync import StateSync
 from publish_service.handlers.webhooks import WebhookHandler
@@ -151,6 +152,7 @@ async def _tiktok(app: web.Application) -> AsyncIterator[None]:
             timeout=s.tiktok_timeout_s,
             upload_read_timeout=s.upload_stall_timeout_s,
             observer=app[METRICS].shared.observe_call,
+            upload_domains=s.tiktok_upload_domains,
         )
         yield
 
@@ -165,7 +167,13 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         [settings.topic(TOPIC_ACCOUNTS), settings.topic(TOPIC_ACCESS_TOKENS)],
         client_id=f"publish-state-{settings.instance_id}",
     )
-    sync = StateSync(repo, settings.topic(TOPIC_ACCOUNTS), settings.topic(TOPIC_ACCESS_TOKENS))
+    sync = StateSync(
+        repo,
+        settings.topic(TOPIC_ACCOUNTS),
+        settings.topic(TOPIC_ACCESS_TOKENS),
+        on_bad=lambda topic, code: metrics.shared.state_event_bad.labels(topic, code).inc(),
+        cipher=TokenCipher(settings.transport_keys),
+    )
     state_loop = ConsumeLoop.each(
         "state-topics", state, sync.decode, sync.handle, on_undecodable=sync.log_bad
     )
@@ -190,6 +198,16 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
 
     loops.add("state_topics", app[TOPICS].waiting_first(state_loop.run), restart_delay=2.0)
     loops.add("gauges", PostStateGauge(repo, metrics).run, restart_delay=5.0)
+    loops.add(
+        "housekeeping",
+        lambda stopping: prune_webhook_receipts(
+            repo.prune_webhook_receipts,
+            keep_s=settings.webhook_receipts_keep_s,
+            every_s=settings.housekeeping_interval_s,
+            stopping=stopping,
+        ),
+        restart_delay=5.0,
+    )
     loops.add(
         "outbox-gauge", BacklogGauge(app[RELAY], metrics.shared.outbox_backlog.labels("publish").set).run
     )

@@ -23,6 +23,8 @@ from auth_service.handlers.keys import rotate_keys
 from auth_service.settings import Settings
 from common.db import create_pool, migrate
 from common.errors import ConfigError
+from common.kafka_provision import manage_topics_from_env
+from common.kafka_security import security_from_env
 from common.logging import configure_logging, register_secret
 
 
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env()
+        security_from_env()  # the Kafka client settings: a missing or contradictory one stops here
+        manage_topics_from_env()
     except ConfigError as exc:
         print(f"configuration error: {exc.message}", file=sys.stderr)
         return 2

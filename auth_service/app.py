@@ -1,8 +1,9 @@
 """Wiring: ``create_app(settings)`` builds the aiohttp app; every resource is a cleanup_ctx entry.
 
 Start order (stop order is the reverse): database pool (migrations applied) → HTTP session and TikTok
-client → handlers → Kafka producer and outbox relay → background loops (refresh, relay, consumer,
-housekeeping). Nothing is created at import time.
+client → handlers → Kafka producer and outbox relay → background loops (the Kafka check, refresh,
+relay, consumer, housekeeping; the relay starts the producer once the check passed and the topics
+are there, created only with KAFKA_MANAGE_TOPICS=true). Nothing is created at import time.
 """
 
 from __future__ import annotations
@@ -52,13 +53,22 @@ from common.kafka import (
     TOPIC_TOKEN_REFRESH_REQUESTED,
     Producer,
     TopicGate,
+    TopicSpec,
     standard_topics,
 )
+from common.kafka_health import KafkaConnectivity
+from common.kafka_provision import manage_topics_from_env
+from common.kafka_security import security_from_env
 from common.logging import register_secret
 from common.outbox import BacklogGauge, OutboxRelay
 from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient
-from common.web import add_health_routes, api_key_middleware, correlation_middleware, error_middleware
+from common.web import (
+    add_health_routes,
+    api_key_middleware,
+    correlation_middleware,
+    error_middleware,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -153,6 +163,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
         app[REFRESHER].handle_request,
         client_id=f"auth-{app[INSTANCE]}",
         on_lag=app[METRICS].shared.set_lag,
+        on_bad=lambda topic, code: app[METRICS].shared.state_event_bad.labels(topic, code).inc(),
     )
     try:
         yield
@@ -160,22 +171,29 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
         await producer.stop()
 
 
-async def _loops(app: web.Application) -> AsyncIterator[None]:
-    """Every long-running part is ``run(stopping)``; the relay's loop first ensures the topics (with
-    their compaction/retention), and the consumer waits for that."""
-    s, loops, relay = app[SETTINGS], app[LOOPS], app[RELAY]
+KAFKA_CHECK = web.AppKey("kafka_check", KafkaConnectivity)
+TOPICS = web.AppKey("topics", TopicGate)
+
+
+def _auth_topics(s: Settings) -> list[TopicSpec]:
+    """Our topics, with their compaction/retention."""
     specs = standard_topics(s.topic_prefix)
-    topics = TopicGate(
-        s.kafka_bootstrap_servers,
-        [specs[TOPIC_ACCOUNTS], specs[TOPIC_ACCESS_TOKENS], specs[TOPIC_TOKEN_REFRESH_REQUESTED]],
-    )
+    return [specs[TOPIC_ACCOUNTS], specs[TOPIC_ACCESS_TOKENS], specs[TOPIC_TOKEN_REFRESH_REQUESTED]]
+
+
+async def _loops(app: web.Application) -> AsyncIterator[None]:
+    """Every long-running part is ``run(stopping)``. The Kafka check gates the parts that talk to
+    Kafka; then the relay's part ensures the topics (created only with KAFKA_MANAGE_TOPICS=true),
+    and the consumer waits for that."""
+    loops, relay, check, topics = app[LOOPS], app[RELAY], app[KAFKA_CHECK], app[TOPICS]
     backlog = BacklogGauge(relay, app[METRICS].outbox_backlog.labels("auth").set)
+    loops.add("kafka-check", check.run, restart_delay=5.0, health=check.health)
     loops.add("refresh", app[REFRESHER].run)
     loops.add(
         "outbox-relay",
-        topics.ensuring_first(relay.run),
+        check.gating(topics.ensuring_first(relay.run)),
         restart_delay=2.0,
-        health=lambda: topics.health() or relay.health(),
+        health=lambda: check.health() or topics.health() or relay.health(),
     )
     loops.add("refresh-requests", topics.waiting_first(app[REFRESH_REQUESTS].run), restart_delay=5.0)
     loops.add("housekeeping", Housekeeping(app[REPOSITORY]).run, restart_delay=60.0)
@@ -187,6 +205,9 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     register_secret(settings.tiktok_client_secret.get())
     register_secret(settings.api_key.get())
+    kafka_security = security_from_env()  # a bad combination stops the start (ConfigError)
+    if kafka_security.sasl_password is not None:
+        register_secret(kafka_security.sasl_password.get())
     metrics = Metrics.create()
     app = web.Application(
         middlewares=[
@@ -198,6 +219,11 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[INSTANCE] = instance_name(settings)
+    manage_topics = manage_topics_from_env()
+    app[KAFKA_CHECK] = KafkaConnectivity(
+        settings.kafka_bootstrap_servers, _auth_topics(settings), manage_topics=manage_topics
+    )
+    app[TOPICS] = TopicGate(settings.kafka_bootstrap_servers, _auth_topics(settings), manage=manage_topics)
     app[LOOPS] = BackgroundLoops(shutdown_deadline=settings.shutdown_deadline_s)
     for ctx in (_database, _http, _handlers, _kafka, _loops):
         app.cleanup_ctx.append(ctx)
@@ -208,11 +234,17 @@ def create_app(settings: Settings) -> web.Application:
     async def loops_ready() -> None:
         await app[LOOPS].check()
 
+    async def kafka_ready() -> None:
+        """Authentication, TLS, a missing topic: named here (the parts wait for Kafka meanwhile)."""
+        problem = app[KAFKA_CHECK].health() or app[TOPICS].health()
+        if problem is not None:
+            raise RuntimeError(problem)
+
     add_routes(app)
     add_health_routes(
         app,
         metrics.registry,
-        {"database": database_ready, "loops": loops_ready},
+        {"database": database_ready, "kafka": kafka_ready, "loops": loops_ready},
         metrics_port=settings.metrics_port,
         metrics_host=settings.http_host,
     )

@@ -312,9 +312,9 @@ async def main() -> None:
 
 
 async def _delete_topics(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
+    from common.kafka.clients import new_admin
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = new_admin(bootstrap)
     await admin.start()
     try:
         topics = [t for t in await admin.list_topics() if t.startswith(prefix)]

@@ -29,6 +29,12 @@ log = structlog.get_logger(__name__)
 Pool = asyncpg.Pool
 Connection = asyncpg.Connection
 
+REFUSED_VALUE: tuple[type[Exception], ...] = (
+    asyncpg.DataError,  # PostgreSQL refused a value (SQLSTATE class 22: out of range, bad text)
+    asyncpg.exceptions._base.DataError,  # asyncpg could not encode an argument (an int over 64 bits)
+)
+"""A value the database will refuse every time: never transient, whatever else the error is."""
+
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _MIGRATION_FILE = re.compile(r"(?P<version>[0-9]{4})_(?P<name>[a-z0-9_]+)\.sql")
 

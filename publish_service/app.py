@@ -1,7 +1,8 @@
 """Wiring: ``create_app(settings)`` builds the aiohttp app; every resource is a cleanup_ctx entry.
 
-Start order (and reverse stop order): Postgres pool and migrations → Kafka topics, producer and
-outbox relay → object store → HTTP session and TikTok client → the loops (state topics, intake,
+Start order (and reverse stop order): Postgres pool and migrations → the Kafka check, then the
+topics (created only with KAFKA_MANAGE_TOPICS=true) and the outbox relay, which starts the producer →
+object store → HTTP session and TikTok client → the loops (state topics, intake,
 workers). So at shutdown the workers stop claiming and checkpoint first, the relay still publishes
 their last events, and the pool closes last.
 """
@@ -27,9 +28,12 @@ from common.kafka import (
     ConsumeLoop,
     Consumer,
     Producer,
-    ensure_topics,
+    TopicGate,
     standard_topics,
 )
+from common.kafka_health import KafkaConnectivity
+from common.kafka_provision import manage_topics_from_env
+from common.kafka_security import security_from_env
 from common.logging import register_secret
 from common.outbox import BacklogGauge, OutboxRelay
 from common.s3 import ObjectStore
@@ -41,6 +45,7 @@ from publish_service.adapters.media import MediaSource
 from publish_service.adapters.repository import Repository, Topics
 from publish_service.handlers.cancel import Cancellation
 from publish_service.handlers.gauges import PostStateGauge
+from publish_service.handlers.housekeeping import prune_webhook_receipts
 from publish_service.handlers.insights import add_insights_loops
 from publish_service.handlers.intake import Intake, decode_request
 from publish_service.handlers.state_sync import StateSync
@@ -67,6 +72,9 @@ from publish_service.settings import Settings
 from publish_service.web.routes import routes
 
 log = structlog.get_logger(__name__)
+
+KAFKA_CHECK = web.AppKey("kafka_check", KafkaConnectivity)
+TOPICS = web.AppKey("topics", TopicGate)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -95,18 +103,23 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _kafka(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    await ensure_topics(
-        settings.kafka_bootstrap_servers,
-        standard_topics(settings.topic_prefix, partitions=settings.kafka_partitions).values(),
-        alter_config=False,
-    )
+    # Nothing here waits for Kafka: the check loop reports a wrong password, an unknown CA or a
+    # missing topic on /readyz (one log line per interval), and the loops that use Kafka wait for it.
+    # The relay starts the producer.
+    check = app[KAFKA_CHECK]
     producer = Producer(settings.kafka_bootstrap_servers, client_id=f"publish-{settings.instance_id}")
-    await producer.start()
     app[PRODUCER] = producer
     relay = OutboxRelay(app[POOL], settings.schema, producer, poll_interval=0.5, lock_retry_interval=2.0)
     app[RELAY] = relay
     loops = BackgroundLoops(shutdown_deadline=settings.shutdown_deadline_s)
-    loops.add("outbox-relay", relay.run, health=relay.health)
+    topics = app[TOPICS]
+    loops.add("kafka-check", check.run, restart_delay=5.0, health=check.health)
+    loops.add(
+        "outbox-relay",
+        check.gating(topics.ensuring_first(relay.run)),
+        restart_delay=2.0,
+        health=lambda: check.health() or topics.health() or relay.health(),
+    )
     app[RELAY_LOOPS] = loops
     try:
         async with loops:
@@ -140,6 +153,7 @@ async def _tiktok(app: web.Application) -> AsyncIterator[None]:
             timeout=s.tiktok_timeout_s,
             upload_read_timeout=s.upload_stall_timeout_s,
             observer=app[METRICS].shared.observe_call,
+            upload_domains=s.tiktok_upload_domains,
         )
         yield
 
@@ -154,7 +168,13 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         [settings.topic(TOPIC_ACCOUNTS), settings.topic(TOPIC_ACCESS_TOKENS)],
         client_id=f"publish-state-{settings.instance_id}",
     )
-    sync = StateSync(repo, settings.topic(TOPIC_ACCOUNTS), settings.topic(TOPIC_ACCESS_TOKENS))
+    sync = StateSync(
+        repo,
+        settings.topic(TOPIC_ACCOUNTS),
+        settings.topic(TOPIC_ACCESS_TOKENS),
+        on_bad=lambda topic, code: metrics.shared.state_event_bad.labels(topic, code).inc(),
+        cipher=TokenCipher(settings.transport_keys),
+    )
     state_loop = ConsumeLoop.each(
         "state-topics", state, sync.decode, sync.handle, on_undecodable=sync.log_bad
     )
@@ -177,8 +197,18 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     app[WEBHOOKS] = WebhookHandler(repo, metrics)
     app[CANCELLATION] = Cancellation(repo)
 
-    loops.add("state_topics", state_loop.run, restart_delay=2.0)
+    loops.add("state_topics", app[TOPICS].waiting_first(state_loop.run), restart_delay=2.0)
     loops.add("gauges", PostStateGauge(repo, metrics).run, restart_delay=5.0)
+    loops.add(
+        "housekeeping",
+        lambda stopping: prune_webhook_receipts(
+            repo.prune_webhook_receipts,
+            keep_s=settings.webhook_receipts_keep_s,
+            every_s=settings.housekeeping_interval_s,
+            stopping=stopping,
+        ),
+        restart_delay=5.0,
+    )
     loops.add(
         "outbox-gauge", BacklogGauge(app[RELAY], metrics.shared.outbox_backlog.labels("publish").set).run
     )
@@ -198,6 +228,9 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     register_secret(settings.tiktok_client_secret.get())
     register_secret(settings.api_key.get())
+    kafka_security = security_from_env()  # a bad combination stops the start (ConfigError)
+    if kafka_security.sasl_password is not None:
+        register_secret(kafka_security.sasl_password.get())
     app = web.Application(
         middlewares=[
             correlation_middleware,
@@ -208,6 +241,11 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    specs = list(standard_topics(settings.topic_prefix, partitions=settings.kafka_partitions).values())
+    manage_topics = manage_topics_from_env()
+    app[KAFKA_CHECK] = KafkaConnectivity(settings.kafka_bootstrap_servers, specs, manage_topics=manage_topics)
+    # Created only with KAFKA_MANAGE_TOPICS=true; an existing topic's settings are left as they are.
+    app[TOPICS] = TopicGate(settings.kafka_bootstrap_servers, specs, alter_config=False, manage=manage_topics)
     app.cleanup_ctx.extend([_database, _kafka, _storage, _tiktok, _loops])
 
     async def db_ready() -> None:
@@ -221,10 +259,16 @@ def create_app(settings: Settings) -> web.Application:
         if not app[STATE_READER].caught_up.is_set():
             raise RuntimeError("still reading the account and token topics")
 
+    async def kafka_ready() -> None:
+        """Authentication, TLS, a missing topic: named here (the parts wait for Kafka meanwhile)."""
+        problem = app[KAFKA_CHECK].health() or app[TOPICS].health()
+        if problem is not None:
+            raise RuntimeError(problem)
+
     add_health_routes(
         app,
         app[METRICS].registry,
-        {"database": db_ready, "loops": loops_ready, "state": state_ready},
+        {"database": db_ready, "kafka": kafka_ready, "loops": loops_ready, "state": state_ready},
         metrics_port=settings.metrics_port,
         metrics_host=settings.http_host,
     )

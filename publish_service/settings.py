@@ -13,6 +13,7 @@ from common.kafka import DEFAULT_PARTITIONS
 from common.metrics_site import read_metrics_port
 from common.settings import EnvReader, Secret
 from common.tiktok.chunks import DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK
+from common.tiktok.guard import DEFAULT_UPLOAD_DOMAINS
 from publish_service.domain.insights import DEFAULT_SCHEDULE_S, parse_schedule
 
 SCHEMA = "publish"
@@ -67,6 +68,11 @@ class Settings:
     insights_schedule_s: tuple[float, ...] = DEFAULT_SCHEDULE_S  # INSIGHTS_SCHEDULE, e.g. "1h,6h,24h,3d"
     insights_stats_interval_s: float = 86400.0  # INSIGHTS_STATS_INTERVAL_S: account stats once a day
     insights_poll_s: float = 5.0  # INSIGHTS_POLL_S: how often an idle fetcher looks for due work
+    tiktok_upload_domains: tuple[str, ...] = DEFAULT_UPLOAD_DOMAINS
+    webhook_receipts_keep_s: float = 7 * 24 * 3600.0  # > TikTok's 72 h of re-deliveries
+    housekeeping_interval_s: float = 600.0  # how often old webhook receipts are pruned
+    """TIKTOK_UPLOAD_DOMAINS: an init's upload_url must be https on a host under one of these (or on
+    TIKTOK_API_BASE's own origin, e.g. the sandbox); the media goes nowhere else."""
 
     @property
     def schema(self) -> str:
@@ -120,6 +126,9 @@ class Settings:
             log_format=env.string("LOG_FORMAT", "json"),
             kafka_partitions=env.integer("KAFKA_PARTITIONS", DEFAULT_PARTITIONS),
             rate_window_s=env.number("TIKTOK_RATE_WINDOW_S", 60.0),
+            tiktok_upload_domains=env.strings("TIKTOK_UPLOAD_DOMAINS", DEFAULT_UPLOAD_DOMAINS),
+            webhook_receipts_keep_s=env.number("PUBLISH_WEBHOOK_RECEIPTS_KEEP_S", 7 * 24 * 3600.0),
+            housekeeping_interval_s=env.number("PUBLISH_HOUSEKEEPING_INTERVAL_S", 600.0),
             tiktok_timeout_s=env.number("TIKTOK_TIMEOUT_S", 30.0),
             upload_stall_timeout_s=env.number("PUBLISH_UPLOAD_STALL_TIMEOUT_S", 120.0),
             cap_retry_s=env.number("PUBLISH_CAP_RETRY_S", 900.0),

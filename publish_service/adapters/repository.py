@@ -181,6 +181,9 @@ class Repository:
     async def upsert_account(self, data: AccountData, partition: int, offset: int) -> bool:
         return await self.accounts.upsert_account(self._pool, data, partition, offset)
 
+    async def forget_token(self, account_id: str) -> bool:
+        return await self.accounts.forget_token(self._pool, account_id)
+
     async def account_token(self, account_id: str) -> AccountToken | None:
         return await self.accounts.token(self._pool, account_id)
 
@@ -196,3 +199,10 @@ class Repository:
 
     async def first_delivery(self, dedupe_key: str) -> bool:
         return await self.receipts.first_delivery(self._pool, dedupe_key)
+
+    async def relay_authorization_removed(self, open_id: str) -> list[str]:
+        async with self._connection() as conn:
+            return await self.accounts.relay_authorization_removed(conn, open_id)
+
+    async def prune_webhook_receipts(self, keep_s: float) -> int:
+        return await self.receipts.prune(self._pool, keep_s)

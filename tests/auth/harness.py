@@ -65,6 +65,7 @@ def settings_env(
     env = {
         "DATABASE_URL": database_url,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap or stack.kafka_bootstrap,
+        "KAFKA_MANAGE_TOPICS": "true",
         "TOPIC_PREFIX": topic_prefix,
         "TIKTOK_API_BASE": sandbox.base_url,
         "TIKTOK_AUTHORIZE_URL": sandbox.authorize_url,

@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from common.cipher import KeyRing, TokenCipher, generate_key
+from common.cipher import KeyRing, TokenCipher, generate_key, transport_purpose
 from common.events import (
     AccessTokenData,
     AccountData,
@@ -294,7 +294,7 @@ class Harness:
             scopes=scopes,
             token_version=version,
             expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
-            ciphertext=self.cipher.encrypt(token, account_id=account_id, purpose="transport"),
+            ciphertext=self.cipher.encrypt(token, account_id=account_id, purpose=transport_purpose(version)),
         )
         value, headers = encode(EventType.access_token, data)
         await self.producer.send(self.topic(TOPIC_ACCESS_TOKENS), account_id, value, headers)

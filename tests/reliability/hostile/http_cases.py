@@ -8,8 +8,11 @@ status, the JSON ``error.code`` and a phrase of ``error.message``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +34,8 @@ class HttpCase:
     headers: dict[str, str] = field(default_factory=dict)
     auth: bool = True
     sign_webhook: bool = False
+    signature: Callable[[bytes, str, int], str] | None = None
+    """Builds the ``TikTok-Signature`` header from (body, client secret, now): a hostile variant."""
 
 
 def _post(post_id: str = "http-1", **fields: Any) -> dict[str, Any]:
@@ -46,6 +51,54 @@ def _post(post_id: str = "http-1", **fields: Any) -> dict[str, Any]:
 
 def _deep_body(depth: int) -> bytes:
     return b'{"post_id": "deep", "metadata": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def _mac(body: bytes, secret: str, signed_t: str) -> str:
+    return hmac.new(secret.encode(), signed_t.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def _respelled(spell: Callable[[int], str]) -> Callable[[bytes, str, int], str]:
+    """A genuine MAC over the timestamp ``T``, sent under another spelling of the same number: int()
+    read ``+T``, ``0T`` and ``1_7…`` as T, so the MAC matched though it covers other text."""
+    return lambda body, secret, now: f"t={spell(now)},s={_mac(body, secret, str(now))}"
+
+
+_HOOK_BODY = {"event": "post.publish.complete", "create_time": 1, "content": "{}"}
+
+
+def _sig_case(case_id: str, phrase: str, signature: Callable[[bytes, str, int], str]) -> HttpCase:
+    return HttpCase(
+        case_id,
+        "publish",
+        "POST",
+        "/v1/webhooks/tiktok",
+        401,
+        "unauthorized",
+        phrase,
+        json_body=_HOOK_BODY,
+        auth=False,
+        signature=signature,
+    )
+
+
+SIGNATURE_CASES = [
+    # compare_digest raised TypeError on a non-ASCII MAC: a 500 with a traceback.
+    _sig_case("webhook_signature_non_ascii_mac", "64 hexadecimal", lambda b, s, now: "t=1,s=\u00e9"),
+    _sig_case(
+        "webhook_signature_non_ascii_mac_of_64",
+        "64 hexadecimal",
+        lambda b, s, now: f"t={now},s=" + "\u00e9" * 64,
+    ),
+    _sig_case("webhook_signature_mac_not_hex", "64 hexadecimal", lambda b, s, now: f"t={now},s={'z' * 64}"),
+    _sig_case("webhook_signature_plus_timestamp", "decimal digits", _respelled(lambda t: f"+{t}")),
+    _sig_case("webhook_signature_zero_padded_timestamp", "does not match", _respelled(lambda t: f"0{t}")),
+    _sig_case(
+        "webhook_signature_underscored_timestamp",
+        "decimal digits",
+        _respelled(lambda t: f"{str(t)[:1]}_{str(t)[1:]}"),
+    ),
+    _sig_case("webhook_signature_spaced_timestamp", "decimal digits", _respelled(lambda t: f" {t}")),
+]
 
 
 HTTP_CASES = [
@@ -468,5 +521,18 @@ HTTP_CASES = [
         404,
         "account_not_found",
         "no account 'acc_nobody'",
+    ),
+    *SIGNATURE_CASES,
+    HttpCase(
+        "webhook_authorization_removed_without_openid",
+        "publish",
+        "POST",
+        "/v1/webhooks/tiktok",
+        400,
+        "invalid_input",
+        "without a user_openid",
+        auth=False,
+        sign_webhook=True,
+        json_body={"event": "authorization.removed", "create_time": 1, "content": json.dumps({"reason": 1})},
     ),
 ]

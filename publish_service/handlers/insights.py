@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from common.cipher import DecryptionFailed, TokenCipher
+from common.cipher import DecryptionFailed, TokenCipher, transport_purpose
 from common.events import AccountStatsData, InsightsUnavailable, PostMetricsData
 from common.kafka import TOPIC_ACCOUNT_STATS, TOPIC_POST_METRICS
 from common.tasks import BackgroundLoops, sleep_or_stop
@@ -114,7 +114,9 @@ class Insights:
             await self.posts.request_refresh(account_id, account.token_version, "access_token_expired")
             return None
         try:
-            token = self.cipher.decrypt(account.ciphertext, account_id=account_id, purpose="transport")
+            token = self.cipher.decrypt(
+                account.ciphertext, account_id=account_id, purpose=transport_purpose(account.token_version)
+            )
         except DecryptionFailed as exc:
             log.warning("insights_token_undecryptable", account_id=account_id, error=str(exc))
             return None

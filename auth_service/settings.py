@@ -10,6 +10,12 @@ from common.cipher import KeyRing
 from common.errors import ConfigError
 from common.metrics_site import read_metrics_port
 from common.settings import EnvReader, Secret
+from common.settings_checks import (
+    api_key_strength,
+    distinct_key_rings,
+    https_unless_local,
+    key_ring_entries,
+)
 
 DEFAULT_SCOPES = ("user.info.basic", "video.upload", "video.publish")
 
@@ -93,11 +99,20 @@ class Settings:
                 "AUTH_REFRESH_REQUEST_MIN_INTERVAL_S", defaults.request_min_interval_s
             ),
         )
+        token_spec, transport_spec = env.secret("TOKEN_KEYS").get(), env.secret("TRANSPORT_KEYS").get()
+        key_ring_entries("TOKEN_KEYS", token_spec)
+        key_ring_entries("TRANSPORT_KEYS", transport_spec)
+        distinct_key_rings("TOKEN_KEYS", token_spec, "TRANSPORT_KEYS", transport_spec)
+        api_key = env.secret("API_KEY")
+        api_key_strength("API_KEY", api_key.get())
+        allow_http = env.boolean("TIKTOK_ALLOW_HTTP", False)
+        api_base = env.string("TIKTOK_API_BASE", "https://open.tiktokapis.com")
+        https_unless_local("TIKTOK_API_BASE", api_base, allow_http=allow_http)
         return cls(
             database_url=env.secret("DATABASE_URL"),
             kafka_bootstrap_servers=env.string("KAFKA_BOOTSTRAP_SERVERS"),
             topic_prefix=env.string("TOPIC_PREFIX", ""),
-            tiktok_api_base=env.string("TIKTOK_API_BASE", "https://open.tiktokapis.com"),
+            tiktok_api_base=api_base,
             tiktok_authorize_url=env.string(
                 "TIKTOK_AUTHORIZE_URL", "https://www.tiktok.com/v2/auth/authorize/"
             ),
@@ -107,15 +122,11 @@ class Settings:
             tiktok_scopes=env.strings("TIKTOK_SCOPES", DEFAULT_SCOPES),
             oauth_redirect_uri=env.string("OAUTH_REDIRECT_URI"),
             connect_success_url=env.string("CONNECT_SUCCESS_URL"),
-            token_keys=KeyRing.parse(
-                env.secret("TOKEN_KEYS").get(), env.optional("TOKEN_ACTIVE_KEY_ID"), name="TOKEN_KEYS"
-            ),
+            token_keys=KeyRing.parse(token_spec, env.optional("TOKEN_ACTIVE_KEY_ID"), name="TOKEN_KEYS"),
             transport_keys=KeyRing.parse(
-                env.secret("TRANSPORT_KEYS").get(),
-                env.optional("TRANSPORT_ACTIVE_KEY_ID"),
-                name="TRANSPORT_KEYS",
+                transport_spec, env.optional("TRANSPORT_ACTIVE_KEY_ID"), name="TRANSPORT_KEYS"
             ),
-            api_key=env.secret("API_KEY"),
+            api_key=api_key,
             http_host=env.string("HTTP_HOST", "127.0.0.1"),
             http_port=env.integer("HTTP_PORT", 8081),
             metrics_port=read_metrics_port(env, env.integer("HTTP_PORT", 8081)),

@@ -54,7 +54,7 @@ from tests.waiting import WaitTimeout, wait_for
 from tiktok_sandbox.testing import RunningSandbox, SandboxApp
 
 MIB = 1024 * 1024
-API_KEY = "test-api-key-0123456789"
+API_KEY = "test-api-key-0123456789abcdef"
 PARTITIONS = 3
 
 

@@ -54,7 +54,7 @@ from common.kafka import (
     TopicGate,
     standard_topics,
 )
-from common.logging import register_secret
+from common.logging import register_dsn_password, register_key_material, register_secret
 from common.outbox import BacklogGauge, OutboxRelay
 from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient
@@ -184,9 +184,16 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def create_app(settings: Settings) -> web.Application:
+def register_log_secrets(settings: Settings) -> None:
+    """Every configured secret is masked in the logs (common.logging)."""
     register_secret(settings.tiktok_client_secret.get())
     register_secret(settings.api_key.get())
+    register_dsn_password(settings.database_url.get())
+    register_key_material([*settings.token_keys.keys.values(), *settings.transport_keys.keys.values()])
+
+
+def create_app(settings: Settings) -> web.Application:
+    register_log_secrets(settings)
     metrics = Metrics.create()
     app = web.Application(
         middlewares=[

@@ -32,7 +32,7 @@ from common.kafka import (
     ensure_topics,
     standard_topics,
 )
-from common.logging import register_secret
+from common.logging import register_dsn_password, register_key_material, register_secret
 from common.outbox import OutboxRelay
 from common.s3 import ObjectStore
 from common.tasks import BackgroundLoops, sleep_or_stop
@@ -235,6 +235,9 @@ async def _wait_or_stop(event: asyncio.Event, stopping: asyncio.Event) -> None:
 def create_app(settings: Settings) -> web.Application:
     register_secret(settings.tiktok_client_secret.get())
     register_secret(settings.api_key.get())
+    register_secret(settings.s3_secret_access_key.get())
+    register_dsn_password(settings.database_url.get())
+    register_key_material(settings.transport_ring().keys.values())
     app = web.Application(
         middlewares=[
             correlation_middleware,

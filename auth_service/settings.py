@@ -99,20 +99,11 @@ class Settings:
                 "AUTH_REFRESH_REQUEST_MIN_INTERVAL_S", defaults.request_min_interval_s
             ),
         )
-        token_spec, transport_spec = env.secret("TOKEN_KEYS").get(), env.secret("TRANSPORT_KEYS").get()
-        key_ring_entries("TOKEN_KEYS", token_spec)
-        key_ring_entries("TRANSPORT_KEYS", transport_spec)
-        distinct_key_rings("TOKEN_KEYS", token_spec, "TRANSPORT_KEYS", transport_spec)
-        api_key = env.secret("API_KEY")
-        api_key_strength("API_KEY", api_key.get())
-        allow_http = env.boolean("TIKTOK_ALLOW_HTTP", False)
-        api_base = env.string("TIKTOK_API_BASE", "https://open.tiktokapis.com")
-        https_unless_local("TIKTOK_API_BASE", api_base, allow_http=allow_http)
-        return cls(
+        settings = cls(
             database_url=env.secret("DATABASE_URL"),
             kafka_bootstrap_servers=env.string("KAFKA_BOOTSTRAP_SERVERS"),
             topic_prefix=env.string("TOPIC_PREFIX", ""),
-            tiktok_api_base=api_base,
+            tiktok_api_base=env.string("TIKTOK_API_BASE", "https://open.tiktokapis.com"),
             tiktok_authorize_url=env.string(
                 "TIKTOK_AUTHORIZE_URL", "https://www.tiktok.com/v2/auth/authorize/"
             ),
@@ -122,11 +113,9 @@ class Settings:
             tiktok_scopes=env.strings("TIKTOK_SCOPES", DEFAULT_SCOPES),
             oauth_redirect_uri=env.string("OAUTH_REDIRECT_URI"),
             connect_success_url=env.string("CONNECT_SUCCESS_URL"),
-            token_keys=KeyRing.parse(token_spec, env.optional("TOKEN_ACTIVE_KEY_ID"), name="TOKEN_KEYS"),
-            transport_keys=KeyRing.parse(
-                transport_spec, env.optional("TRANSPORT_ACTIVE_KEY_ID"), name="TRANSPORT_KEYS"
-            ),
-            api_key=api_key,
+            token_keys=_strict_ring(env, "TOKEN_KEYS", "TOKEN_ACTIVE_KEY_ID"),
+            transport_keys=_strict_ring(env, "TRANSPORT_KEYS", "TRANSPORT_ACTIVE_KEY_ID"),
+            api_key=env.secret("API_KEY"),
             http_host=env.string("HTTP_HOST", "127.0.0.1"),
             http_port=env.integer("HTTP_PORT", 8081),
             metrics_port=read_metrics_port(env, env.integer("HTTP_PORT", 8081)),
@@ -139,3 +128,18 @@ class Settings:
             log_level=env.string("LOG_LEVEL", "INFO"),
             log_format=env.string("LOG_FORMAT", "json"),
         )
+        # #12.18: what KeyRing.parse would accept silently (a repeated id, stray characters, a zero
+        # key, one key for both purposes), a guessable API key, and http to TikTok outside local mode.
+        token_spec, transport_spec = env.secret("TOKEN_KEYS").get(), env.secret("TRANSPORT_KEYS").get()
+        distinct_key_rings("TOKEN_KEYS", token_spec, "TRANSPORT_KEYS", transport_spec)
+        api_key_strength("API_KEY", settings.api_key.get())
+        https_unless_local(
+            "TIKTOK_API_BASE", settings.tiktok_api_base, allow_http=env.boolean("TIKTOK_ALLOW_HTTP", False)
+        )
+        return settings
+
+
+def _strict_ring(env: EnvReader, name: str, active_name: str) -> KeyRing:
+    spec = env.secret(name).get()
+    key_ring_entries(name, spec)  # refuses what KeyRing.parse would take silently (#12.18)
+    return KeyRing.parse(spec, env.optional(active_name), name=name)

@@ -188,6 +188,7 @@ def register_log_secrets(settings: Settings) -> None:
     """Every configured secret is masked in the logs (common.logging)."""
     register_secret(settings.tiktok_client_secret.get())
     register_secret(settings.api_key.get())
+    register_secret(settings.connect_handoff_key.get())
     register_dsn_password(settings.database_url.get())
     register_key_material([*settings.token_keys.keys.values(), *settings.transport_keys.keys.values()])
 

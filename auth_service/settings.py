@@ -61,6 +61,8 @@ class Settings:
     token_keys: KeyRing = field(repr=False)
     transport_keys: KeyRing = field(repr=False)
     api_key: Secret
+    connect_handoff_key: Secret = field(default_factory=lambda: Secret(""))
+    """Signs the hand-off to CONNECT_SUCCESS_URL; empty: derived from API_KEY (domain/handoff.py)."""
     topic_prefix: str = ""
     tiktok_app_type: Literal["web", "desktop"] = "web"
     tiktok_scopes: tuple[str, ...] = DEFAULT_SCOPES
@@ -116,6 +118,7 @@ class Settings:
             token_keys=_strict_ring(env, "TOKEN_KEYS", "TOKEN_ACTIVE_KEY_ID"),
             transport_keys=_strict_ring(env, "TRANSPORT_KEYS", "TRANSPORT_ACTIVE_KEY_ID"),
             api_key=env.secret("API_KEY"),
+            connect_handoff_key=env.secret("CONNECT_HANDOFF_KEY", ""),
             http_host=env.string("HTTP_HOST", "127.0.0.1"),
             http_port=env.integer("HTTP_PORT", 8081),
             metrics_port=read_metrics_port(env, env.integer("HTTP_PORT", 8081)),
@@ -133,6 +136,8 @@ class Settings:
         token_spec, transport_spec = env.secret("TOKEN_KEYS").get(), env.secret("TRANSPORT_KEYS").get()
         distinct_key_rings("TOKEN_KEYS", token_spec, "TRANSPORT_KEYS", transport_spec)
         api_key_strength("API_KEY", settings.api_key.get())
+        if settings.connect_handoff_key:
+            api_key_strength("CONNECT_HANDOFF_KEY", settings.connect_handoff_key.get())
         https_unless_local(
             "TIKTOK_API_BASE", settings.tiktok_api_base, allow_http=env.boolean("TIKTOK_ALLOW_HTTP", False)
         )

@@ -52,12 +52,18 @@ def register_secret(value: str | None) -> None:
             _registered.add(value)
 
 
+MIN_MASKED_PASSWORD = 12
+"""A shorter database password (a dev stack's ``tiktok``) is a word, not a secret worth blanking out
+everywhere (it would mask topic names); inside a URL it is still masked by pattern."""
+
+
 def register_dsn_password(dsn: str | None) -> None:
     """Mask the password of a ``scheme://user:password@host/…`` URL wherever it appears."""
     if dsn:
         with contextlib.suppress(ValueError):
-            register_secret(unquote(urlsplit(dsn).password or ""))
-            register_secret(urlsplit(dsn).password)
+            for password in (urlsplit(dsn).password or "", unquote(urlsplit(dsn).password or "")):
+                if len(password) >= MIN_MASKED_PASSWORD:
+                    register_secret(password)
 
 
 def register_key_material(keys: Iterable[bytes]) -> None:

@@ -17,6 +17,9 @@ class FaultRule:
     message: str | None = None
     latency_ms: int = 0  # sleep before handling
     reset_after_bytes: int | None = None  # upload PUT only: drop the connection after this many body bytes
+    # Answer normally, then remove these top-level JSON fields, or set them to null (a malformed answer).
+    drop_fields: list[str] | None = None
+    null_fields: list[str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

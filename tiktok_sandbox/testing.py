@@ -141,6 +141,8 @@ class SandboxControl:
         message: str | None = None,
         latency_ms: int = 0,
         reset_after_bytes: int | None = None,
+        drop_fields: list[str] | None = None,
+        null_fields: list[str] | None = None,
     ) -> dict[str, Any]:
         """Affect the next `count` requests to `endpoint` (a path; `/video/` for upload PUTs)."""
         result: dict[str, Any] = await self.request(
@@ -154,6 +156,8 @@ class SandboxControl:
                 "message": message,
                 "latency_ms": latency_ms,
                 "reset_after_bytes": reset_after_bytes,
+                "drop_fields": drop_fields,
+                "null_fields": null_fields,
             },
         )
         return result

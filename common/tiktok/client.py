@@ -291,7 +291,7 @@ class TikTokClient:
                 endpoint=endpoint,
             )
         return TokenGrant(
-            open_id=str(body.get("open_id", "")),
+            open_id=body["open_id"] if isinstance(body.get("open_id"), str) else "",  # null: none
             scopes=tuple(s for s in str(body.get("scope", "")).split(",") if s),
             expires_in=int(body.get("expires_in", 0)),
             refresh_expires_in=int(body.get("refresh_expires_in", 0)),

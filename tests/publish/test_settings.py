@@ -30,7 +30,12 @@ def test_defaults_and_parsing() -> None:
 
 def test_secrets_stay_out_of_repr() -> None:
     text = repr(Settings.from_env(BASE))
-    for secret in ("db-password", "client-secret-value", "api-key-value-0123456789abcdef", BASE["TRANSPORT_KEYS"]):
+    for secret in (
+        "db-password",
+        "client-secret-value",
+        "api-key-value-0123456789abcdef",
+        BASE["TRANSPORT_KEYS"],
+    ):
         assert secret not in text
 
 

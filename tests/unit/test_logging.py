@@ -102,5 +102,7 @@ def test_registered_dsn_password_s3_secret_and_key_material_are_masked() -> None
 
 
 def test_ordinary_urls_and_words_stay_readable() -> None:
-    text = "GET https://open.tiktokapis.com/v2/post/publish/status/fetch/ for account acc-1 at db.internal:5432"
+    text = (
+        "GET https://open.tiktokapis.com/v2/post/publish/status/fetch/ for account acc-1 at db.internal:5432"
+    )
     assert redact_text(text) == text

@@ -88,7 +88,9 @@ def test_tiktok_api_base_is_https_outside_local_mode(url: str, allow_http: bool,
             https_unless_local("TIKTOK_API_BASE", url, allow_http=allow_http)
 
 
-@pytest.mark.parametrize(("ttl", "ok"), [(0, False), (59, False), (60, True), (604800, True), (604801, False)])
+@pytest.mark.parametrize(
+    ("ttl", "ok"), [(0, False), (59, False), (60, True), (604800, True), (604801, False)]
+)
 def test_presign_ttl_is_bounded(ttl: int, ok: bool) -> None:
     if ok:
         bounded_presign_ttl("MEDIA_PRESIGN_TTL_S", ttl)

@@ -30,7 +30,17 @@ FAIL_REASONS = (
     "spam_risk_text",
     "spam_risk",
 )
-FAULT_FIELDS = ("endpoint", "count", "status", "error_code", "message", "latency_ms", "reset_after_bytes")
+FAULT_FIELDS = (
+    "endpoint",
+    "count",
+    "status",
+    "error_code",
+    "message",
+    "latency_ms",
+    "reset_after_bytes",
+    "drop_fields",
+    "null_fields",
+)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from common.tiktok.errors import TikTokError
 from publish_service.domain import decisions
 from publish_service.domain.post import PostPatch, PostRow
 from publish_service.domain.rate_window import Endpoint
+from publish_service.domain import validation
 from publish_service.domain.validation import Rejected
 from publish_service.handlers.ports import MediaStore, PostStore, TikTokApi
 from publish_service.metrics import Metrics
@@ -77,6 +78,14 @@ class Steps:
         if account is not None and account.status in ("disconnected", "reauth_required"):
             raise Failed(
                 ErrorInfo(code=f"account_{account.status}", message="the creator must reconnect the account")
+            )
+        if account is not None and (needed := validation.missing_scope(row.request.mode, account.scopes)):
+            raise Rejected(
+                "scope_missing",
+                f"the creator did not grant {needed}, which a {row.request.mode.value} post needs "
+                f"(the account is connected for drafts only; send mode=draft, or reconnect and allow it)"
+                if needed == "video.publish"
+                else f"the creator did not grant {needed}, which a {row.request.mode.value} post needs",
             )
         if account is None:
             # The request may have overtaken the account's connect event (auth_service's outbox, then

@@ -261,8 +261,10 @@ class Harness:
 
     # ------------------------------------------------------------------ playing auth_service
 
-    async def connect_account(self, account_id: str, creator: str, *, expires_in: int | None = None) -> str:
-        issued = await self.sandbox.control.issue_token(self.tiktok_app.client_key, creator)
+    async def connect_account(
+        self, account_id: str, creator: str, *, expires_in: int | None = None, scopes: list[str] | None = None
+    ) -> str:
+        issued = await self.sandbox.control.issue_token(self.tiktok_app.client_key, creator, scopes)
         self.open_ids[account_id] = issued.open_id
         await self.announce_token(
             account_id,

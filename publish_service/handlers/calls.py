@@ -16,10 +16,9 @@ from common.events import ErrorInfo
 from common.tasks import sleep_or_stop
 from common.tiktok.client import PublishStatus
 from common.tiktok.errors import TikTokError
-from publish_service.domain import decisions
+from publish_service.domain import decisions, validation
 from publish_service.domain.post import PostPatch, PostRow
 from publish_service.domain.rate_window import Endpoint
-from publish_service.domain import validation
 from publish_service.domain.validation import Rejected
 from publish_service.handlers.ports import MediaStore, PostStore, TikTokApi
 from publish_service.metrics import Metrics

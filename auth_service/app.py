@@ -20,13 +20,17 @@ from aiohttp import web
 from auth_service.adapters.postgres import Repository
 from auth_service.adapters.refresh_requests import refresh_request_loop
 from auth_service.adapters.vault import Vault
+from auth_service.domain.rate_limit import AddressLimiter
 from auth_service.domain.schedule import RefreshPolicy
 from auth_service.handlers.accounts import Accounts
 from auth_service.handlers.connect import ConnectConfig, ConnectFlow
 from auth_service.handlers.refresh import Housekeeping, RefreshConfig, Refresher
 from auth_service.keys import (
     ACCOUNTS,
+    BACKGROUND_POOL,
+    BACKGROUND_REPOSITORY,
     CONNECT,
+    CONNECT_LIMITER,
     HTTP,
     INSTANCE,
     LOOPS,
@@ -80,12 +84,20 @@ def vault_of(settings: Settings) -> Vault:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
-    async with create_pool(s.database_url.get(), min_size=s.db_pool_min, max_size=s.db_pool_max) as pool:
+    dsn = s.database_url.get()
+    async with (
+        create_pool(dsn, min_size=s.db_pool_min, max_size=s.db_pool_max) as pool,
+        create_pool(dsn, min_size=1, max_size=s.background_db_pool_max) as background,
+    ):
         applied = await apply_migrations(pool, s.schema, MIGRATIONS)
         if applied:
             log.info("migrations_applied", files=applied)
         app[POOL] = pool
         app[REPOSITORY] = Repository(pool, vault_of(s), schema=s.schema, topic_prefix=s.topic_prefix)
+        app[BACKGROUND_POOL] = background
+        app[BACKGROUND_REPOSITORY] = Repository(
+            background, vault_of(s), schema=s.schema, topic_prefix=s.topic_prefix
+        )
         yield
 
 
@@ -117,13 +129,15 @@ async def _handlers(app: web.Application) -> AsyncIterator[None]:
             redirect_uri=s.oauth_redirect_uri,
             scopes=s.tiktok_scopes,
             pkce=s.tiktok_app_type == "desktop",
+            max_live_states=s.oauth_states_max,
         ),
         policy_of(s),
         metrics,
     )
     app[ACCOUNTS] = Accounts(repo, tiktok)
+    app[CONNECT_LIMITER] = AddressLimiter(per_minute=s.connect_per_minute, burst=s.connect_burst)
     app[REFRESHER] = Refresher(
-        repo,
+        app[BACKGROUND_REPOSITORY],
         tiktok,
         RefreshConfig(
             owner=app[INSTANCE],
@@ -145,7 +159,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     producer = Producer(s.kafka_bootstrap_servers, client_id=f"auth-{app[INSTANCE]}")
     app[PRODUCER] = producer
-    app[RELAY] = OutboxRelay(app[POOL], s.schema, producer)
+    app[RELAY] = OutboxRelay(app[BACKGROUND_POOL], s.schema, producer)
     app[REFRESH_REQUESTS] = refresh_request_loop(
         s.kafka_bootstrap_servers,
         s.topic_prefix,
@@ -178,7 +192,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         health=lambda: topics.health() or relay.health(),
     )
     loops.add("refresh-requests", topics.waiting_first(app[REFRESH_REQUESTS].run), restart_delay=5.0)
-    loops.add("housekeeping", Housekeeping(app[REPOSITORY]).run, restart_delay=60.0)
+    loops.add("housekeeping", Housekeeping(app[BACKGROUND_REPOSITORY]).run, restart_delay=60.0)
     loops.add("outbox-gauge", backlog.run, restart_delay=10.0)
     async with loops:
         yield

@@ -72,6 +72,14 @@ class Settings:
     schema: str = "auth"
     db_pool_min: int = 1
     db_pool_max: int = 10
+    background_db_pool_max: int = 4
+    """Connections only the refresh loop, outbox relay and housekeeping use: a flood of web requests
+    cannot take them (#12.11)."""
+    connect_per_minute: float = 10.0
+    connect_burst: int = 10
+    """/v1/connect per client address (token bucket); more is refused with 429 (#12.11)."""
+    oauth_states_max: int = 10_000
+    """Sign-ins in progress (live OAuth states) at most; more is refused with 503 (#12.11)."""
     consumer_group: str = "auth-service"
     instance_id: str = ""
     """Names this replica in leases; empty means host name + pid + random suffix, chosen at start."""
@@ -124,6 +132,10 @@ class Settings:
             metrics_port=read_metrics_port(env, env.integer("HTTP_PORT", 8081)),
             db_pool_min=env.integer("AUTH_DB_POOL_MIN", 1),
             db_pool_max=env.integer("AUTH_DB_POOL_MAX", 10),
+            background_db_pool_max=env.integer("AUTH_BACKGROUND_DB_POOL_MAX", 4),
+            connect_per_minute=env.number("AUTH_CONNECT_PER_MINUTE", 10.0),
+            connect_burst=env.integer("AUTH_CONNECT_BURST", 10),
+            oauth_states_max=env.integer("AUTH_OAUTH_STATES_MAX", 10_000),
             consumer_group=env.string("AUTH_CONSUMER_GROUP", "auth-service"),
             instance_id=env.string("AUTH_INSTANCE_ID", ""),
             refresh=tuning,
@@ -136,6 +148,14 @@ class Settings:
         token_spec, transport_spec = env.secret("TOKEN_KEYS").get(), env.secret("TRANSPORT_KEYS").get()
         distinct_key_rings("TOKEN_KEYS", token_spec, "TRANSPORT_KEYS", transport_spec)
         api_key_strength("API_KEY", settings.api_key.get())
+        for name, value in (
+            ("AUTH_BACKGROUND_DB_POOL_MAX", settings.background_db_pool_max),
+            ("AUTH_CONNECT_PER_MINUTE", settings.connect_per_minute),
+            ("AUTH_CONNECT_BURST", settings.connect_burst),
+            ("AUTH_OAUTH_STATES_MAX", settings.oauth_states_max),
+        ):
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
         if settings.connect_handoff_key:
             api_key_strength("CONNECT_HANDOFF_KEY", settings.connect_handoff_key.get())
         https_unless_local(

@@ -46,6 +46,13 @@ class TikTokUnavailable(ConnectRefused):
     title = "TikTok could not be reached"
 
 
+class ConnectBusy(ConnectRefused):
+    code = "connect_busy"
+    http_status = 503
+    retriable = True
+    title = "Too many sign-ins are in progress"
+
+
 class ConnectConflict(ConnectRefused):
     code = "connect_conflict"
     http_status = 409
@@ -74,6 +81,7 @@ class ConnectConfig:
     redirect_uri: str
     scopes: tuple[str, ...]
     pkce: bool
+    max_live_states: int = 10_000
 
 
 class ConnectFlow:
@@ -98,8 +106,13 @@ class ConnectFlow:
         nonce = new_secret_value()
         state = new_secret_value()
         verifier = make_code_verifier() if self._config.pkce else None
+        ttl_s, cap = STATE_TTL.total_seconds(), self._config.max_live_states
         async with self._repo.transaction() as tx:
-            await tx.save_state(digest(state), digest(nonce), verifier, STATE_TTL.total_seconds())
+            # The table stays bounded whatever arrives (#12.11); the per-address limit is at the edge.
+            if await tx.live_states(ttl_s, cap) >= cap:
+                self._metrics.connects.labels(ConnectBusy.code).inc()
+                raise ConnectBusy(f"{cap} sign-ins are already in progress; try again in a few minutes")
+            await tx.save_state(digest(state), digest(nonce), verifier, ttl_s)
         url = build_authorize_url(
             self._config.authorize_url,
             client_key=self._config.client_key,

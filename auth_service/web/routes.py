@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -13,7 +14,7 @@ from auth_service.domain import handoff
 from auth_service.domain.account import Account
 from auth_service.domain.oauth_state import STATE_TTL, ConnectRefused
 from auth_service.domain.scopes import PublishMode
-from auth_service.keys import ACCOUNTS, CONNECT, SETTINGS
+from auth_service.keys import ACCOUNTS, CONNECT, CONNECT_LIMITER, SETTINGS
 from auth_service.web import pages
 from common.errors import InvalidInput
 from common.events import AccountStatus
@@ -77,8 +78,21 @@ def _redirect(location: str) -> web.Response:
 async def connect(request: web.Request) -> web.StreamResponse:
     """Start TikTok's OAuth: remember a state for this browser and redirect to the consent page."""
     name, path, secure = browser_cookie(request.app[SETTINGS].oauth_redirect_uri)
-    # Always a fresh nonce: one the browser sends may have been planted (login CSRF, #12.12).
-    started = await request.app[CONNECT].start()
+    wait = request.app[CONNECT_LIMITER].take(request.remote or "-", time.monotonic())
+    if wait > 0:  # #12.11: one address cannot fill oauth_states
+        response = pages.error_page(
+            "Too many sign-in attempts",
+            f"too many connections were started from this address; try again in {math.ceil(wait)} seconds",
+            "too_many_connects",
+            429,
+        )
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
+    try:
+        # Always a fresh nonce: one the browser sends may have been planted (login CSRF, #12.12).
+        started = await request.app[CONNECT].start()
+    except ConnectRefused as exc:
+        return pages.error_page(exc.title, exc.message, exc.code, exc.http_status)
     response = _redirect(started.authorize_url)
     response.set_cookie(
         name,

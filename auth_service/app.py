@@ -25,6 +25,7 @@ from auth_service.domain.schedule import RefreshPolicy
 from auth_service.handlers.accounts import Accounts
 from auth_service.handlers.connect import ConnectConfig, ConnectFlow
 from auth_service.handlers.refresh import Housekeeping, RefreshConfig, Refresher
+from auth_service.handlers.revoke import Finisher, GrantRevoker, RevokeRetries
 from auth_service.keys import (
     ACCOUNTS,
     BACKGROUND_POOL,
@@ -41,6 +42,7 @@ from auth_service.keys import (
     REFRESHER,
     RELAY,
     REPOSITORY,
+    REVOKE_RETRIES,
     SETTINGS,
     TIKTOK,
 )
@@ -134,7 +136,15 @@ async def _handlers(app: web.Application) -> AsyncIterator[None]:
         policy_of(s),
         metrics,
     )
-    app[ACCOUNTS] = Accounts(repo, tiktok)
+    finish = Finisher(
+        app[BACKGROUND_REPOSITORY],
+        GrantRevoker(tiktok),
+        Backoff(initial=s.revoke_retry_base_s, maximum=s.revoke_retry_cap_s, jitter=0.2),
+    )
+    app[ACCOUNTS] = Accounts(repo, tiktok, finish)
+    app[REVOKE_RETRIES] = RevokeRetries(
+        app[BACKGROUND_REPOSITORY], finish, poll_interval_s=min(5.0, s.revoke_retry_base_s)
+    )
     app[CONNECT_LIMITER] = AddressLimiter(per_minute=s.connect_per_minute, burst=s.connect_burst)
     app[REFRESHER] = Refresher(
         app[BACKGROUND_REPOSITORY],
@@ -192,6 +202,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         health=lambda: topics.health() or relay.health(),
     )
     loops.add("refresh-requests", topics.waiting_first(app[REFRESH_REQUESTS].run), restart_delay=5.0)
+    loops.add("revoke-retries", app[REVOKE_RETRIES].run, restart_delay=5.0)
     loops.add("housekeeping", Housekeeping(app[BACKGROUND_REPOSITORY]).run, restart_delay=60.0)
     loops.add("outbox-gauge", backlog.run, restart_delay=10.0)
     async with loops:

@@ -78,6 +78,9 @@ class Settings:
     connect_per_minute: float = 10.0
     connect_burst: int = 10
     """/v1/connect per client address (token bucket); more is refused with 429 (#12.11)."""
+    revoke_retry_base_s: float = 30.0
+    revoke_retry_cap_s: float = 3600.0
+    """A revoke TikTok did not accept on disconnect is retried with this backoff (#12.16)."""
     oauth_states_max: int = 10_000
     """Sign-ins in progress (live OAuth states) at most; more is refused with 503 (#12.11)."""
     consumer_group: str = "auth-service"
@@ -136,6 +139,8 @@ class Settings:
             connect_per_minute=env.number("AUTH_CONNECT_PER_MINUTE", 10.0),
             connect_burst=env.integer("AUTH_CONNECT_BURST", 10),
             oauth_states_max=env.integer("AUTH_OAUTH_STATES_MAX", 10_000),
+            revoke_retry_base_s=env.number("AUTH_REVOKE_RETRY_BASE_S", 30.0),
+            revoke_retry_cap_s=env.number("AUTH_REVOKE_RETRY_CAP_S", 3600.0),
             consumer_group=env.string("AUTH_CONSUMER_GROUP", "auth-service"),
             instance_id=env.string("AUTH_INSTANCE_ID", ""),
             refresh=tuning,
@@ -153,6 +158,7 @@ class Settings:
             ("AUTH_CONNECT_PER_MINUTE", settings.connect_per_minute),
             ("AUTH_CONNECT_BURST", settings.connect_burst),
             ("AUTH_OAUTH_STATES_MAX", settings.oauth_states_max),
+            ("AUTH_REVOKE_RETRY_BASE_S", settings.revoke_retry_base_s),
         ):
             if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")

@@ -13,11 +13,14 @@ from common.event_posts import Frozen
 
 
 class AccountStatus(StrEnum):
-    """connected: posts can go; reauth_required: the creator must connect again; disconnected: gone."""
+    """connected: posts can go; reauth_required: the creator must connect again; disconnected: gone;
+    revoke_pending: disconnected here, the grant's revocation at TikTok is still being retried (the
+    account events say disconnected; only auth_service's API shows this state)."""
 
     connected = "connected"
     reauth_required = "reauth_required"
     disconnected = "disconnected"
+    revoke_pending = "revoke_pending"
 
 
 _ACCOUNT_EXAMPLE: JsonDict = {

@@ -188,6 +188,18 @@ async def delete_account(request: web.Request) -> web.StreamResponse:
     result = await request.app[ACCOUNTS].disconnect(
         request.match_info["account_id"], correlation_id=request.headers.get("X-Correlation-Id")
     )
+    if result.revoke_pending:
+        return web.json_response(
+            {
+                "account_id": result.account_id,
+                "status": AccountStatus.revoke_pending.value,
+                "revoked": False,
+                "revoke_error": result.revoke_error,
+                "message": "disconnected here (posts stop); TikTok did not accept the revoke yet, "
+                "it is retried in the background until the grant is revoked",
+            },
+            status=202,
+        )
     return web.json_response(
         {
             "account_id": result.account_id,

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.errors import InvalidInput
 
 HANDOFF_TTL_S = 600
+_EXPIRES = re.compile(r"[0-9]{1,12}")
 DERIVATION_LABEL = b"tiktok-pipeline connect hand-off v1"
 
 
@@ -63,7 +65,8 @@ def verify(key: bytes, params: Mapping[str, str], now: float) -> Handoff:
     """What the upstream app does (and /v1/connected): the account, or :class:`HandoffInvalid`."""
     account_id, mode = params.get("account_id", ""), params.get("mode", "")
     expires_text, given = params.get("expires", ""), params.get("signature", "")
-    if not (account_id and mode and expires_text.isdigit() and given):
+    # ASCII digits, at most 12 ("١٢٣".isdigit() is true, and int() of 5000 digits raises).
+    if not (account_id and mode and _EXPIRES.fullmatch(expires_text) and given):
         raise HandoffInvalid("the hand-off needs account_id, mode, expires and signature")
     expected = _mac(key, account_id, mode, int(expires_text))
     if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):

@@ -42,6 +42,8 @@ def _tampered(**change: str) -> dict[str, str]:
         (_tampered(signature="0" * 64), NOW, "does not match"),
         (_tampered(signature="é" * 64), NOW, "does not match"),
         (_tampered(expires="-5"), NOW, "needs account_id"),
+        (_tampered(expires="9" * 5000), NOW, "needs account_id"),  # int() would raise: a 500
+        (_tampered(expires="\u0661\u0662\u0663"), NOW, "needs account_id"),  # Arabic-Indic digits
         (sign(KEY, "acc_1", "direct", NOW), NOW + 600, "expired"),
         (sign(derive_key("another-api-key-000000000000"), "acc_1", "direct", NOW), NOW, "does not match"),
     ],

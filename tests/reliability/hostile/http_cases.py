@@ -550,4 +550,19 @@ PAGE_CASES = [
         "handoff_invalid",
         "does not match",
     ),
+    # The OAuth callback with states nobody issued: a page naming the problem, no TikTok call, no row.
+    PageCase("callback_no_state", "/v1/oauth/callback?code=abc", 400, "state_missing", "no state"),
+    PageCase("callback_empty_state", "/v1/oauth/callback?code=abc&state=", 400, "state_missing", "no state"),
+    PageCase("callback_forged_state", f"/v1/oauth/callback?code=abc&state={'A' * 43}", 400, "state_invalid"),
+    PageCase("callback_huge_state", f"/v1/oauth/callback?code=abc&state={'s' * 6000}", 400, "state_invalid"),
+    PageCase("callback_nul_state", "/v1/oauth/callback?code=abc&state=a%00b", 400, "state_invalid"),
+    PageCase(
+        "callback_non_ascii_state",
+        "/v1/oauth/callback?code=abc&state=%C3%A9%F0%9F%98%80",
+        400,
+        "state_invalid",
+    ),
+    PageCase(
+        "callback_sql_state", "/v1/oauth/callback?code=abc&state=%27%20OR%201%3D1--", 400, "state_invalid"
+    ),
 ]

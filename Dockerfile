@@ -7,48 +7,52 @@
 # The runtime stage runs as uid/gid 10001 and writes nothing outside /tmp, so it runs unchanged with
 # a read-only root filesystem (Kubernetes mounts an emptyDir on /tmp; see deploy/k8s/).
 
+# PYTHON_IMAGE builds, RUNTIME_IMAGE runs (the same image unless a base without pip is at hand, as
+# scripts/image/base.sh makes). No digest is pinned: none could be checked from where this project is
+# built (no registry reachable); pass PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest> to pin.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG RUNTIME_IMAGE=${PYTHON_IMAGE}
 
-# ---- builder: wheels for the dependencies and the project, installed into a venv ------------------
+# ---- builder: the locked dependencies and the project, installed into a venv -----------------------
 FROM ${PYTHON_IMAGE} AS builder
 
+# PIP_CERT: a CA bundle mounted at build time (scripts/image/build.sh), when pip must trust the host's.
+ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 
-# Every pinned dependency ships manylinux wheels for CPython 3.11 on amd64 and arm64; the compiler is
-# only a fallback for a platform where one does not, and it never reaches the runtime stage.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && rm -rf /var/lib/apt/lists/*
-
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone, so that code changes reuse this layer.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip wheel --wheel-dir /wheels -r /tmp/requirements.txt
-
-# Then the project itself (.dockerignore keeps tests, deploy files, caches and virtualenvs out).
-COPY . .
-RUN pip wheel --no-deps --wheel-dir /wheels .
-
+# Dependencies first, from the lock alone (every version pinned, every file hash-checked), so that code
+# changes reuse this layer. Wheels only: every locked package ships them for CPython 3.11 on amd64 and
+# arm64, so no compiler is needed, here or later.
+COPY requirements/runtime.txt requirements/build.txt ./requirements/
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-index --find-links=/wheels --no-deps /wheels/*.whl \
+    && /opt/venv/bin/pip install --require-hashes --only-binary=:all: --no-deps -r requirements/runtime.txt \
+    && python -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --only-binary=:all: -r requirements/build.txt
+
+# Then the project itself (.dockerignore keeps tests, deploy files, caches and virtualenvs out), built
+# offline with the locked setuptools.
+COPY . .
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+    && /opt/venv/bin/pip install --no-index --no-deps /wheels/*.whl \
     && /opt/venv/bin/pip check \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib \
-    && /opt/venv/bin/pip uninstall -y pip
+    && /opt/venv/bin/pip uninstall -y pip setuptools
 
 # ---- runtime ----------------------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE} AS runtime
+FROM ${RUNTIME_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="tiktok-pipeline" \
       org.opencontainers.image.description="auth_service, publish_service and tiktok_sandbox in one image" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-RUN groupadd --system --gid 10001 app \
+# No pip at run time (the official base has one; the Debian-made runtime base has none).
+RUN if python -m pip --version >/dev/null 2>&1; then python -m pip uninstall -y pip setuptools wheel; fi \
+    && groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp \
         --shell /usr/sbin/nologin app
 

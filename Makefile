@@ -1,6 +1,8 @@
 # Developer and CI entry points. `make test` on a fresh Debian machine does all the setup itself.
 #
-#   make install        venv + Python deps, missing apt packages, Kafka jars, the contract check's npm deps
+#   make install        venv + Python deps (hash-checked, from requirements/dev.txt), apt packages, Kafka jars,
+#                       the contract check's npm deps
+#   make lock           refresh requirements/*.txt (every transitive pin, with hashes) from pyproject.toml
 #   make stack-up       start Kafka, PostgreSQL, SeaweedFS on 127.0.0.1 (idempotent); writes .stack/env
 #   make stack-down     stop them
 #   make stack-status   show what runs
@@ -8,9 +10,12 @@
 #   make typecheck      mypy (configuration in pyproject.toml)
 #   make compose-check  validate docker-compose.yml without a Docker engine
 #   make deploy-check   lint the Helm chart, render it and the overlays, validate them offline
-#   make test           everything above, then the test suite against the stack
+#   make test           everything above, then the test suite against the stack, then image-test
 #   make test-fast      only pytest, against the running stack (no install, no lint)
 #   make demo           the main job end to end: stack, sandbox, both services, OAuth, a video published
+#   make up / make down the system left running: stack, sandbox, both services (logs under .stack/)
+#   make image          build the container image with buildah (no Docker engine needed)
+#   make image-test     build it, then publish a video with all three processes running from the image
 #   make bench          the benchmarks (numbers in README.md)
 #   make soak           the long fault run: 400 posts, ~50 process/server faults (about 9 minutes)
 #
@@ -27,11 +32,14 @@ STACK := scripts/stack/stack.sh
 STACK_ENV := .stack/env
 LINT_PATHS := common auth_service publish_service tiktok_sandbox tiktok_pipeline tests scripts deploy/tools
 PYTEST_ARGS ?=
-# Stamp: reinstall the Python dependencies only when pyproject.toml changes.
+# Stamp: reinstall the Python dependencies only when the lock or pyproject.toml changes.
 INSTALL_STAMP := $(VENV)/.installed
+LOCK := requirements/dev.txt
+IMAGE ?= localhost/tiktok-pipeline:dev
 
 .PHONY: help install system-deps python-deps kafka-jars node-deps stack-up stack-down stack-status stack-env \
-	lint typecheck compose-check deploy-check test test-fast clean-stack demo bench soak
+	lint typecheck compose-check deploy-check test test-fast clean-stack demo bench soak \
+	lock image image-test up down
 
 help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -48,9 +56,14 @@ $(BIN)/python:
 	command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or pass PYTHON=..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); scripts/stack/system-deps.sh python3-venv && $(PYTHON) -m venv $(VENV); }
 
-$(INSTALL_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test,dev]'
+# Every dependency from the lock, hash-checked; then the project itself, without resolving anything.
+$(INSTALL_STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	touch $@
+
+lock: python-deps
+	scripts/lock.sh
 
 kafka-jars:
 	$(STACK) fetch
@@ -90,6 +103,7 @@ deploy-check: python-deps
 
 test: install stack-up lint typecheck compose-check deploy-check
 	source $(STACK_ENV) && $(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) image-test
 
 test-fast:
 	if [[ -f $(STACK_ENV) ]]; then source $(STACK_ENV); fi; $(BIN)/pytest $(PYTEST_ARGS)
@@ -112,3 +126,22 @@ bench: install stack-up
 
 soak: install stack-up
 	source $(STACK_ENV) && SOAK=1 $(BIN)/pytest tests/reliability/faults -k processes -s && $(BIN)/python bench/faults_report.py
+
+# The image, built without a Docker engine (buildah, chroot isolation). Without a reachable registry
+# the base is made from Debian's packages and cached under ~/.cache/tiktok-pipeline.
+image:
+	scripts/image/deps.sh
+	IMAGE=$(IMAGE) scripts/image/build.sh
+
+# The image run as it is deployed: sandbox, auth_service and publish_service each from the image, as
+# uid 10001, against the local stack; a video published byte-exact; nothing written outside /tmp.
+image-test: image python-deps stack-up
+	source $(STACK_ENV) && IMAGE=$(IMAGE) $(BIN)/python -m tiktok_pipeline.image_check
+
+# The system left running; idempotent. Logs, pids and the generated secrets are under .stack/up/.
+up: install stack-up
+	source $(STACK_ENV) && $(BIN)/python -m tiktok_pipeline.up start
+
+down:
+	if [[ -x $(BIN)/python ]]; then $(BIN)/python -m tiktok_pipeline.up stop; fi
+	$(STACK) down

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from common.cipher import KeyRing
 from common.errors import ConfigError
+from common.kafka import DEFAULT_PARTITIONS
 from common.metrics_site import read_metrics_port
 from common.settings import EnvReader, Secret
 from common.settings_checks import api_key_strength, bounded_presign_ttl, https_unless_local, key_ring_entries
@@ -52,7 +53,7 @@ class Settings:
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     log_level: str = "INFO"
     log_format: str = "json"
-    kafka_partitions: int = 6
+    kafka_partitions: int = DEFAULT_PARTITIONS
     init_doubt_grace_s: float = 600.0  # how long a lost PULL init waits for a webhook naming it
     cap_retry_s: float = 900.0  # first retry after a daily cap (spam_risk_too_many_posts …), doubling
     tiktok_timeout_s: float = 30.0  # per API call; an init without an answer in time is "in doubt"
@@ -104,7 +105,7 @@ class Settings:
             post_id_watch_s=env.number("PUBLISH_POST_ID_WATCH_S", 24 * 3600.0),
             log_level=env.string("LOG_LEVEL", "INFO"),
             log_format=env.string("LOG_FORMAT", "json"),
-            kafka_partitions=env.integer("KAFKA_PARTITIONS", 6),
+            kafka_partitions=env.integer("KAFKA_PARTITIONS", DEFAULT_PARTITIONS),
             rate_window_s=env.number("TIKTOK_RATE_WINDOW_S", 60.0),
             tiktok_timeout_s=env.number("TIKTOK_TIMEOUT_S", 30.0),
             upload_stall_timeout_s=env.number("PUBLISH_UPLOAD_STALL_TIMEOUT_S", 120.0),

@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka import errors as ak_errors
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from common.errors import PipelineError
 from common.events import BadEvent, Envelope, PostState, PostStatusData, decode
+from common.kafka import translate_error
 
 
 @dataclass
@@ -44,7 +46,11 @@ async def status_records(
         auto_offset_reset="earliest" if from_beginning else "latest",
         group_id=None,
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except ak_errors.KafkaError as exc:
+        await consumer.stop()  # a consumer that failed to start still holds a client to close
+        raise translate_error(exc) from exc
     try:
         if topic not in await consumer.topics():
             raise PipelineError(f"topic {topic} does not exist (run: tiktok-pipeline create-topics)")
@@ -111,6 +117,7 @@ def is_done(data: PostStatusData) -> bool:
     return data.state.terminal and (data.state is not PostState.published or bool(data.tiktok_post_ids))
 
 
-def bytes_progress(console: Console, label: str = "{task.description}") -> Progress:
+def bytes_progress(console: Console, label: str = "{task.description}", *, disable: bool = False) -> Progress:
     """The progress bar of an upload or a followed post: label, bar, bytes, speed."""
-    return Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console)
+    columns = (TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    return Progress(*columns, console=console, disable=disable)

@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import parse_qs, urljoin, urlparse
 
 import aiohttp
@@ -41,11 +42,61 @@ class StartFailed(Exception):
         self.log = log
 
 
+class ProcessHandle(Protocol):
+    """What the pipeline needs of a started process (``asyncio.subprocess.Process`` is one)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
 @dataclass
 class Service:
     name: str
     log: Path
-    process: asyncio.subprocess.Process | None = None
+    process: ProcessHandle | None = None
+
+
+class Launcher(Protocol):
+    """How a process of the pipeline is started, seen and stopped: from this checkout, or from the
+    image (:mod:`tiktok_pipeline.image_run`)."""
+
+    def path(self, host_path: Path) -> str:
+        """Where a file under the pipeline's work directory appears to the process."""
+        ...
+
+    async def launch(self, name: str, args: list[str], env: dict[str, str], log: Path) -> ProcessHandle: ...
+
+    async def signal(self, process: ProcessHandle, sig: signal.Signals) -> None: ...
+
+    async def finished(self, process: ProcessHandle) -> None:
+        """Wait until the process and whatever it started have exited."""
+        ...
+
+
+class HostLauncher:
+    """``python -m ...`` from this checkout, with this interpreter and the caller's environment."""
+
+    def path(self, host_path: Path) -> str:
+        return str(host_path)
+
+    async def launch(self, name: str, args: list[str], env: dict[str, str], log: Path) -> ProcessHandle:
+        with log.open("ab") as handle:
+            return await asyncio.create_subprocess_exec(
+                sys.executable, *args, stdout=handle, stderr=asyncio.subprocess.STDOUT,
+                env={**os.environ, **env}, cwd=ROOT,
+            )  # fmt: skip
+
+    async def signal(self, process: ProcessHandle, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, sig)
+
+    async def finished(self, process: ProcessHandle) -> None:
+        await process.wait()
 
 
 def free_port() -> int:
@@ -67,6 +118,8 @@ class LocalPipeline:
     """Extra SandboxConfig knobs, e.g. ``{"access_token_ttl_s": 60}``."""
     extra_env: dict[str, str] = field(default_factory=dict)
     """Extra variables for both services (e.g. tuning), applied after the defaults."""
+    launcher: Launcher = field(default_factory=HostLauncher)
+    """How the sandbox and the services are started (from the checkout unless told otherwise)."""
 
     def __post_init__(self) -> None:
         self.kafka = self.env.string("KAFKA_BOOTSTRAP_SERVERS")
@@ -104,6 +157,7 @@ class LocalPipeline:
             "TRANSPORT_KEYS": self.transport_keys,
             "API_KEY": self.api_key,
             "LOG_FORMAT": "json",
+            "HTTP_HOST": "127.0.0.1",
             "S3_ENDPOINT_URL": self.env.string("S3_ENDPOINT_URL"),
             "S3_ACCESS_KEY_ID": self.env.string("S3_ACCESS_KEY_ID"),
             "S3_SECRET_ACCESS_KEY": self.env.string("S3_SECRET_ACCESS_KEY"),
@@ -124,12 +178,7 @@ class LocalPipeline:
     async def start_process(self, name: str, args: list[str], extra_env: dict[str, str]) -> Service:
         log = self.work / f"{name}.log"
         service = Service(name, log)
-        handle = log.open("ab")
-        env = {**os.environ, **extra_env}
-        service.process = await asyncio.create_subprocess_exec(
-            sys.executable, *args, stdout=handle, stderr=asyncio.subprocess.STDOUT, env=env, cwd=ROOT
-        )
-        handle.close()
+        service.process = await self.launcher.launch(name, args, extra_env, log)
         self.services.append(service)
         return service
 
@@ -150,7 +199,7 @@ class LocalPipeline:
 
     async def start_sandbox(self) -> None:
         seed = {
-            "data_dir": str(self.work / "sandbox-data"),
+            "data_dir": self.launcher.path(self.work / "sandbox-data"),
             "processing_min_s": 2.0,
             "moderation_delay_s": 3.0,
             "apps": [
@@ -171,7 +220,16 @@ class LocalPipeline:
         port = urlparse(self.sandbox_url).port
         sandbox = await self.start_process(
             "sandbox",
-            ["-m", "tiktok_sandbox", "--host", "127.0.0.1", "--port", str(port), "--config", str(config)],
+            [
+                "-m",
+                "tiktok_sandbox",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--config",
+                self.launcher.path(config),
+            ],
             {"LOG_FORMAT": "json"},
         )
         await self.wait_ready(sandbox, f"{self.sandbox_url}/_sandbox/health")
@@ -214,12 +272,12 @@ class LocalPipeline:
             process = service.process
             if process is None or process.returncode is not None:
                 continue
-            process.send_signal(signal.SIGTERM)
+            await self.launcher.signal(process, signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), 30)
+                await asyncio.wait_for(self.launcher.finished(process), 30)
             except TimeoutError:
-                process.kill()
-                await process.wait()
+                await self.launcher.signal(process, signal.SIGKILL)
+                await self.launcher.finished(process)
         self.services.clear()
         if self.database_url:
             conn = await asyncpg.connect(self.admin_database_url)
@@ -241,8 +299,8 @@ class LocalPipeline:
         """SIGKILL a service (a crash: no shutdown code runs)."""
         process = self.service(name).process
         if process is not None and process.returncode is None:
-            process.kill()
-            await process.wait()
+            await self.launcher.signal(process, signal.SIGKILL)
+            await self.launcher.finished(process)
 
     async def restart(self, name: str) -> None:
         """Start a killed or stopped service again, on the same port, and wait until it is ready."""

@@ -37,6 +37,12 @@ class Clock:
             self._offset += seconds
         self._notify()
 
+    def reset(self) -> None:
+        """Real time again: no offset, not frozen."""
+        self._offset = 0.0
+        self._frozen_at = None
+        self._notify()
+
     def freeze(self) -> None:
         self._frozen_at = self.now()
         self._notify()

@@ -129,6 +129,19 @@ class SandboxConfig:
     errors_include_data: bool = True
     user_info_scope_error: Literal["scope_not_authorized", "scope_permission_missed"] = "scope_not_authorized"
     strict_brand_toggle: bool = False
+    # §4.2/§6.2 (TikTok's error table: "privacy_level missing or not among the creator's options")
+    # vs §9.2 step 4 (400 invalid_params). Default: the documented table; see docs/sandbox.md.
+    missing_privacy_level: Literal["privacy_level_option_mismatch", "invalid_params"] = (
+        "privacy_level_option_mismatch"
+    )
+    # An unknown publish_id: observed as invalid_params / "invalid_publish_id"; documented as
+    # 400 invalid_publish_id (§4.6).
+    unknown_publish_id: Literal["observed", "documented"] = "observed"
+    # Status answers omit keys that do not apply (publicaly_available_post_id before there is a post
+    # id, uploaded_bytes / downloaded_bytes before any byte moved); "always" keeps them.
+    status_optional_keys: Literal["when_applicable", "always"] = "when_applicable"
+    # Whether a token answer carries refresh_expires_in (some answers have been seen without it).
+    token_includes_refresh_expires_in: bool = True
 
     # Limits (§7)
     rate_limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
@@ -142,6 +155,11 @@ class SandboxConfig:
     upload_url_ttl_s: float = 3600.0
     upload_expired_fail_reason: str = "internal"
     content_range_form: Literal["last_index", "count"] = "last_index"
+    # PUT answers: TikTok documents no body (§5.2, §12); "json" adds {"error":{...}} bodies.
+    upload_response_body: Literal["none", "json"] = "none"
+    # The PUT Content-Type rule is an assumption (§9.3 step 3): "video" accepts only
+    # video/mp4|quicktime|webm; "any" accepts any type (e.g. application/octet-stream).
+    upload_content_types: Literal["video", "any"] = "video"
     processing_min_s: float = 2.0
     processing_s_per_512mib: float = 30.0
     moderation_delay_s: float = 5.0

@@ -17,6 +17,12 @@ class FaultRule:
     message: str | None = None
     latency_ms: int = 0  # sleep before handling
     reset_after_bytes: int | None = None  # upload PUT only: drop the connection after this many body bytes
+    # The answer's shape: "wrapped" {"data":{},"error":{...}}, "flat" {"code","message","log_id"},
+    # "oauth" {"error","error_description","log_id"}, "empty" (no body), "text" (`body` as text/plain).
+    # None: the endpoint's own (oauth on the token and revoke paths, empty on upload PUTs, else wrapped).
+    shape: str | None = None
+    body: str | None = None  # the text of a "text" answer
+    log_id_header: bool = True  # send `x-tt-logid`, as TikTok does (the only id of an empty answer)
     # Answer normally, then remove these top-level JSON fields, or set them to null (a malformed answer).
     drop_fields: list[str] | None = None
     null_fields: list[str] | None = None

@@ -15,10 +15,14 @@ def _b62(n: int) -> str:
     return "".join(secrets.choice(_B62) for _ in range(n))
 
 
+LOG_ID_LENGTH = 34
+PUBLISH_NUMBER_DIGITS = 19
+
+
 def log_id(now: float) -> str:
-    """`YYYYMMDDhhmmss` + 18-20 upper hex: 32-34 characters like the captured real ones."""
+    """`YYYYMMDDhhmmss` + 20 upper hex: 34 characters, like every captured real one (§6.1)."""
     stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%d%H%M%S")
-    return stamp + secrets.token_hex(10).upper()[: 18 + secrets.randbelow(3)]
+    return stamp + secrets.token_hex(10).upper()
 
 
 def access_token() -> str:
@@ -50,7 +54,8 @@ class Sequences:
     """Monotonic numbers for publish ids and 19-digit post ids, one instance per sandbox."""
 
     def __init__(self) -> None:
-        self._publish = itertools.count(100_000_001 + secrets.randbelow(800_000_000))
+        # 19-digit numbers, like the publish ids TikTok has been seen to issue.
+        self._publish = itertools.count(7_400_000_000_000_000_000 + secrets.randbelow(10**15))
         self._post = itertools.count(7_300_000_000_000_000_000 + secrets.randbelow(10**15))
 
     def publish_id(self, prefix: str) -> str:

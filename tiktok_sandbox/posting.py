@@ -48,6 +48,8 @@ class _Checks:
             return
         if not isinstance(value, str):
             raise self.invalid(f"{key} must be a string")
+        if not rules.is_unicode_text(value):
+            raise self.invalid(f"The {key} is not valid Unicode text")
         if rules.utf16_len(value) > limit:
             raise self.invalid(f"The {key} exceeds {limit} characters")
 
@@ -59,10 +61,20 @@ class _Checks:
             raise self.invalid("brand_content_toggle is required")
 
     def privacy(self, info: dict[str, Any]) -> str:
+        """A missing privacy_level: 400 now, or "" so step 6 refuses it (see the config knob)."""
         level = info.get("privacy_level")
+        if level is None and self.store.config.missing_privacy_level == "privacy_level_option_mismatch":
+            return ""
         if not isinstance(level, str) or not level:
             raise self.invalid("privacy_level is required")
         return level
+
+    def url(self, value: Any, name: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.invalid(f"{name} is required for PULL_FROM_URL")
+        if not rules.is_unicode_text(value) or not rules.parses_as_url(value):
+            raise self.invalid(f"{name} is not a valid URL")
+        return value
 
     def positive_int(self, info: dict[str, Any], key: str) -> int:
         value = info.get(key)
@@ -217,10 +229,7 @@ def init_video(store: Store, at: AccessToken, body: Any, *, direct: bool, base_u
         if error:
             raise c.invalid(error)
     else:
-        url = source_info.get("video_url")
-        if not isinstance(url, str) or not url:
-            raise c.invalid("video_url is required for PULL_FROM_URL")
-        _verify_urls(store, app, [url])
+        _verify_urls(store, app, [c.url(source_info.get("video_url"), "video_url")])
     if level is not None:
         _direct_post_gates(store, app, creator, level)
     else:
@@ -229,7 +238,7 @@ def init_video(store: Store, at: AccessToken, body: Any, *, direct: bool, base_u
     now = store.now()
     file_upload = source == "FILE_UPLOAD"
     if direct:
-        prefix = "v_pub_file~v2-1" if file_upload else "v_pub_url~v2"
+        prefix = "v_pub_file~v2-1" if file_upload else "v_pub_url~v2-1"
         creator.direct_posts.append(now)
         app.active_publishers[creator.username] = now
     else:
@@ -289,6 +298,8 @@ def init_photo(store: Store, at: AccessToken, body: Any) -> Post:
         or not all(isinstance(u, str) for u in images)
     ):
         raise c.invalid("photo_images must hold 1 to 35 URLs")
+    for image in images:
+        c.url(image, "photo_images")
     cover = source_info.get("photo_cover_index")
     if isinstance(cover, bool) or not isinstance(cover, int) or not 0 <= cover < len(images):
         raise c.invalid("photo_cover_index is out of range")
@@ -327,7 +338,9 @@ def owned_post(store: Store, at: AccessToken, body: Any) -> Post:
         raise c.invalid("publish_id is required")
     post = store.posts.get(publish_id)
     if post is None:
-        raise ApiError(400, "invalid_publish_id", "The publish_id does not exist.")
+        if store.config.unknown_publish_id == "documented":
+            raise ApiError(400, "invalid_publish_id", "The publish_id does not exist.")
+        raise c.invalid("invalid_publish_id")  # as observed: invalid_params, message the code
     if post.client_key != at.grant.client_key or post.open_id != at.grant.open_id:
         raise ApiError(
             400, "token_not_authorized_for_specified_publish_id", "The token does not own this publish_id."
@@ -337,13 +350,18 @@ def owned_post(store: Store, at: AccessToken, body: Any) -> Post:
 
 
 def status(store: Store, post: Post) -> dict[str, Any]:
+    """The status answer (§4.6); keys that do not apply are left out unless the knob keeps them."""
+    always = store.config.status_optional_keys == "always"
     data: dict[str, Any] = {"status": post.status}
     if post.status == "FAILED":
         data["fail_reason"] = post.fail_reason
-    data["publicaly_available_post_id"] = list(post.post_ids)
+    if post.post_ids or always:
+        data["publicaly_available_post_id"] = list(post.post_ids)
     if post.source == "FILE_UPLOAD":
-        data["uploaded_bytes"] = post.upload.received if post.upload else 0
-    else:
+        received = post.upload.received if post.upload else 0
+        if received or always:
+            data["uploaded_bytes"] = received
+    elif post.downloaded_bytes or always:
         data["downloaded_bytes"] = post.downloaded_bytes
     return data
 

@@ -51,7 +51,26 @@ def expected_chunk_length(index: int, video_size: int, chunk_size: int, total: i
 
 
 def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def is_unicode_text(text: str) -> bool:
+    """False for a lone UTF-16 surrogate (JSON allows `\\ud800`; no valid text contains one)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def parses_as_url(url: str) -> bool:
+    """`urlsplit` refuses some strings outright (e.g. `https://[::1/v.mp4`); so does TikTok."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.hostname, parts.port
+    except ValueError:
+        return False
+    return True
 
 
 def _is_ip(host: str) -> bool:
@@ -79,6 +98,8 @@ def url_is_verified(
     url: str, domains: tuple[str, ...], prefixes: tuple[str, ...], *, allow_http: bool, allow_ip: bool
 ) -> bool:
     """True when `url` is pullable: https (or http when allowed) and under a verified property."""
+    if not parses_as_url(url):
+        return False
     parts = urlsplit(url)
     if parts.scheme not in (("https", "http") if allow_http else ("https",)):
         return False

@@ -245,7 +245,7 @@ class Store:
         now = self.now()
         at = AccessToken(ids.access_token(), grant, now + self.config.access_ttl)
         self.access_tokens[at.token] = at
-        return {
+        answer = {
             "access_token": at.token,
             "expires_in": self.config.access_ttl,
             "open_id": grant.open_id,
@@ -254,6 +254,9 @@ class Store:
             "scope": ",".join(grant.scopes),
             "token_type": "Bearer",
         }
+        if not self.config.token_includes_refresh_expires_in:
+            del answer["refresh_expires_in"]
+        return answer
 
     def refresh(self, form: dict[str, str]) -> dict[str, Any]:
         app = self.client(form.get("client_key"), form.get("client_secret"))

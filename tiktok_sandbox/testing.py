@@ -54,7 +54,7 @@ class IssuedToken:
     open_id: str
     scope: str
     expires_in: int
-    refresh_expires_in: int
+    refresh_expires_in: int | None  # None when the token_includes_refresh_expires_in knob is off
 
     @property
     def auth_header(self) -> dict[str, str]:
@@ -114,7 +114,7 @@ class SandboxControl:
             open_id=raw["open_id"],
             scope=raw["scope"],
             expires_in=raw["expires_in"],
-            refresh_expires_in=raw["refresh_expires_in"],
+            refresh_expires_in=raw.get("refresh_expires_in"),
         )
 
     async def expire_token(self, token: str) -> None:
@@ -141,10 +141,16 @@ class SandboxControl:
         message: str | None = None,
         latency_ms: int = 0,
         reset_after_bytes: int | None = None,
+        shape: str | None = None,
+        body: str | None = None,
+        log_id_header: bool = True,
         drop_fields: list[str] | None = None,
         null_fields: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Affect the next `count` requests to `endpoint` (a path; `/video/` for upload PUTs)."""
+        """Affect the next `count` requests to `endpoint` (a path; `/video/` for upload PUTs).
+
+        `shape` is wrapped, flat, oauth, empty or text (`body` is the text); see docs/sandbox.md.
+        """
         result: dict[str, Any] = await self.request(
             "POST",
             "/faults",
@@ -156,6 +162,9 @@ class SandboxControl:
                 "message": message,
                 "latency_ms": latency_ms,
                 "reset_after_bytes": reset_after_bytes,
+                "shape": shape,
+                "body": body,
+                "log_id_header": log_id_header,
                 "drop_fields": drop_fields,
                 "null_fields": null_fields,
             },

@@ -12,7 +12,7 @@ class NewTokens:
     access_token: str
     refresh_token: str
     expires_in: int
-    refresh_expires_in: int
+    refresh_expires_in: int | None  # None: TikTok did not say (unknown, kept on a refresh)
     scopes: tuple[str, ...]
     refresh_in: float
 

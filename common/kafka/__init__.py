@@ -21,6 +21,7 @@ from common.kafka.errors import KafkaError, KafkaPublishFailed, KafkaUnavailable
 from common.kafka.producer import Delivered, Headers, OutgoingMessage, Producer
 from common.kafka.topics import (
     DAY_MS,
+    DEFAULT_PARTITIONS,
     TOPIC_ACCESS_TOKENS,
     TOPIC_ACCOUNTS,
     TOPIC_POST_REQUESTED,
@@ -37,6 +38,7 @@ from common.kafka.topics import (
 
 __all__ = [
     "DAY_MS",
+    "DEFAULT_PARTITIONS",
     "TOPIC_ACCESS_TOKENS",
     "TOPIC_ACCOUNTS",
     "TOPIC_POST_REQUESTED",

@@ -29,6 +29,8 @@ TOPIC_ACCOUNTS = "tiktok.accounts"
 TOPIC_ACCESS_TOKENS = "tiktok.access-tokens"
 TOPIC_TOKEN_REFRESH_REQUESTED = "tiktok.token.refresh-requested"  # noqa: S105  # a name, not a secret
 TOPIC_POST_REQUESTED_DLQ = "tiktok.post.requested.dlq"
+# One default everywhere (the CLI, publish_service, the manifests): the most consumers a group can use.
+DEFAULT_PARTITIONS = 6
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -45,7 +47,7 @@ class TopicAction(StrEnum):
 
 
 def standard_topics(
-    prefix: str = "", *, partitions: int = 6, replication_factor: int = 1
+    prefix: str = "", *, partitions: int = DEFAULT_PARTITIONS, replication_factor: int = 1
 ) -> dict[str, TopicSpec]:
     """The six topics of DESIGN.md, keyed by their unprefixed name, named ``prefix + name``."""
 

@@ -50,7 +50,11 @@ def classify(code: str, http_status: int | None = None) -> Action:
 
 
 class TikTokError(PipelineError):
-    """TikTok answered with an error (``error.code != "ok"``, or an OAuth ``error``)."""
+    """TikTok answered with an error (``error.code != "ok"``, or an OAuth ``error``), in any shape.
+
+    ``tiktok_code`` is TikTok's code, or ``""`` when the answer carried none (an empty body, a
+    text body): the message then says what came, e.g. "empty answer, HTTP 403".
+    """
 
     code = "tiktok_error"
     http_status = 502
@@ -64,7 +68,7 @@ class TikTokError(PipelineError):
         status: int | None = None,
         endpoint: str = "",
     ) -> None:
-        super().__init__(message or code, code=code)
+        super().__init__(message or code or "TikTok refused", code=code or None)
         self.tiktok_code = code
         self.log_id = log_id
         self.status = status
@@ -75,9 +79,37 @@ class TikTokError(PipelineError):
     def retriable(self) -> bool:  # type: ignore[override]
         return self.action in (Action.retry, Action.refresh, Action.retry_later)
 
+    @property
+    def label(self) -> str:
+        """TikTok's code, or ``http_<status>`` when it gave none (for metrics and logs)."""
+        return self.tiktok_code or f"http_{self.status}"
+
     def __str__(self) -> str:
         where = f"{self.endpoint}: " if self.endpoint else ""
-        return f"{where}{self.tiktok_code}: {self.message} (log_id={self.log_id}, http={self.status})"
+        code = f"{self.tiktok_code}: " if self.tiktok_code else ""
+        return f"{where}{code}{self.message} (log_id={self.log_id}, http={self.status})"
+
+
+class TikTokConfigError(TikTokError):
+    """The answer shows our configuration is wrong (a gateway 404 for a path TikTok does not serve).
+
+    Never retried: repeating the call cannot help until the base URL or path is fixed.
+    """
+
+    code = "tiktok_config_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        log_id: str | None = None,
+        status: int | None = None,
+        endpoint: str = "",
+        url: str = "",
+    ) -> None:
+        super().__init__("", message, log_id=log_id, status=status, endpoint=endpoint)
+        self.url = url
+        self.action = Action.never
 
 
 class TikTokTransportError(PipelineError):

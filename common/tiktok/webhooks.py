@@ -1,9 +1,12 @@
-"""Checking the ``TikTok-Signature`` header of webhook POSTs (spec §8.4)."""
+"""Webhook POSTs: checking the ``TikTok-Signature`` header (spec §8.4) and reading the event (§8.2)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
 
 
 class BadSignature(ValueError):
@@ -36,3 +39,83 @@ def verify(header: str | None, body: bytes, secret: str, *, now: float, toleranc
     if abs(now - timestamp) > tolerance:
         raise BadSignature("the signature timestamp is outside the tolerance")
     return timestamp
+
+
+# ---- reading a verified delivery (spec §8.2, §8.3) -----------------------------------------------
+
+PUBLICLY_AVAILABLE = "post.publish.publicly_available"
+NO_LONGER_PUBLICLY_AVAILABLE = "post.publish.no_longer_publicly_available"
+
+# TikTok documents `no_longer_publicaly_available` and deliveries have used both spellings of both
+# events; each is read as one canonical name.
+_EVENT_SPELLINGS = {
+    "post.publish.publicaly_available": PUBLICLY_AVAILABLE,
+    "post.publish.no_longer_publicaly_available": NO_LONGER_PUBLICLY_AVAILABLE,
+}
+
+
+class BadEvent(ValueError):
+    pass
+
+
+def canonical_event(name: str) -> str:
+    """The event's name with ``publicly`` spelt one way, whichever spelling the delivery used."""
+    return _EVENT_SPELLINGS.get(name, name)
+
+
+def content_post_id(content: dict[str, Any]) -> str | None:
+    """The public post id of an event's content, as a string (ids exceed 2**53), under any key used."""
+    value = content.get("post_id")
+    for spelling in ("publicaly_available_post_id", "publicly_available_post_id"):
+        if value is None:
+            value = content.get(spelling)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return None if value is None or isinstance(value, bool) else str(value)
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One delivery: ``event`` canonical (``publicly``), ``content`` parsed from its JSON string."""
+
+    event: str
+    client_key: str
+    user_openid: str
+    create_time: int | None
+    content: dict[str, Any]
+
+    @property
+    def publish_id(self) -> str | None:
+        value = self.content.get("publish_id")
+        return str(value) if value is not None else None
+
+    @property
+    def post_id(self) -> str | None:
+        return content_post_id(self.content)
+
+
+def parse_event(body: bytes) -> WebhookEvent:
+    """Read a delivery; optional keys may be absent, and ``content`` may be a string or an object."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise BadEvent("the webhook body is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+        raise BadEvent("the webhook body has no event name")
+    content: Any = data.get("content") or {}
+    if isinstance(content, str):
+        try:
+            content = json.loads(content)
+        except ValueError:
+            raise BadEvent("the webhook content is not JSON") from None
+    if not isinstance(content, dict):
+        raise BadEvent("the webhook content is not an object")
+    event = str(data["event"])
+    raw_time = data.get("create_time")
+    return WebhookEvent(
+        event=canonical_event(event),
+        client_key=str(data.get("client_key") or ""),
+        user_openid=str(data.get("user_openid") or ""),
+        create_time=raw_time if isinstance(raw_time, int) and not isinstance(raw_time, bool) else None,
+        content=content,
+    )

@@ -134,8 +134,12 @@ class PollAgain:
 
 
 def error_info(exc: TikTokError) -> ErrorInfo:
+    # An answer without a TikTok code (empty, text) keeps our category, e.g. tiktok_config_error.
     return ErrorInfo(
-        code=exc.tiktok_code, message=exc.message, retryable=exc.retriable, tiktok_log_id=exc.log_id
+        code=exc.tiktok_code or exc.code,
+        message=exc.message,
+        retryable=exc.retriable,
+        tiktok_log_id=exc.log_id,
     )
 
 
@@ -154,13 +158,15 @@ def on_tiktok_error(
             failures += 1
             if failures > backoff.MAX_TRANSIENT_ATTEMPTS:
                 return Fail(error_info(exc))
-            policy = backoff.RATE_LIMITED if exc.tiktok_code == "rate_limit_exceeded" else backoff.TRANSIENT
-            return Defer(policy.delay(failures, rng), exc.tiktok_code, failures)
+            # A 429 without a body still says "rate limited": it waits like one.
+            limited = exc.tiktok_code == "rate_limit_exceeded" or exc.status == 429
+            policy = backoff.RATE_LIMITED if limited else backoff.TRANSIENT
+            return Defer(policy.delay(failures, rng), exc.label, failures)
         case Action.retry_later:
             failures += 1
             if failures > backoff.MAX_CAP_ATTEMPTS:
                 return Fail(error_info(exc))
-            return Defer(cap_backoff(cap_retry_s).delay(failures, rng), exc.tiktok_code, failures)
+            return Defer(cap_backoff(cap_retry_s).delay(failures, rng), exc.label, failures)
         case _:
             return Fail(error_info(exc))
 

@@ -134,11 +134,11 @@ class Steps:
         try:
             return await call(token)
         except TikTokError as exc:
-            self.metrics.tiktok_errors.labels(exc.endpoint, exc.tiktok_code).inc()
+            self.metrics.tiktok_errors.labels(exc.endpoint, exc.label).inc()
             log.warning(
                 "tiktok_error",
                 endpoint=exc.endpoint,
-                error_code=exc.tiktok_code,
+                error_code=exc.label,
                 log_id=exc.log_id,
                 http=exc.status,
             )

@@ -16,6 +16,12 @@ import structlog
 
 from common.errors import InvalidInput
 from common.events import BadEvent, PostState, parse_json
+from common.tiktok.webhooks import (
+    NO_LONGER_PUBLICLY_AVAILABLE,
+    PUBLICLY_AVAILABLE,
+    canonical_event,
+    content_post_id,
+)
 from publish_service.domain.post import LeaseLost, PostPatch, PostRow
 from publish_service.handlers.ports import WebhookStore
 from publish_service.metrics import Metrics
@@ -27,8 +33,8 @@ POST_EVENTS = frozenset(
         "post.publish.complete",
         "post.publish.failed",
         "post.publish.inbox_delivered",
-        "post.publish.publicly_available",
-        "post.publish.no_longer_publicaly_available",
+        PUBLICLY_AVAILABLE,
+        NO_LONGER_PUBLICLY_AVAILABLE,  # both read with either spelling of "publicly" (canonical_event)
     }
 )
 
@@ -76,7 +82,7 @@ def parse_webhook(body: bytes) -> Webhook:
     ):
         raise InvalidInput(f"create_time must be a number of seconds, not {str(create_time)[:40]!r}")
     return Webhook(
-        event=str(raw.get("event", "")),
+        event=canonical_event(str(raw.get("event", ""))),
         user_openid=str(raw.get("user_openid", "")),
         create_time=int(create_time),
         content=parsed,
@@ -103,8 +109,8 @@ class WebhookHandler:
             return self._count("unknown_post")
         with structlog.contextvars.bound_contextvars(post_id=post.post_id, account_id=post.account_id):
             log.info("webhook_received", webhook_event=hook.event, publish_id=publish_id)
-            post_id = hook.content.get("post_id")
-            if hook.event == "post.publish.publicly_available" and post_id is not None:
+            post_id = content_post_id(hook.content)
+            if hook.event == PUBLICLY_AVAILABLE and post_id is not None:
                 ids = (str(post_id),)
                 if post.state is PostState.published and str(post_id) not in post.tiktok_post_ids:
                     try:

@@ -9,8 +9,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # postgresql: the local stack's database server; openjdk + maven: Kafka (jars resolved by Maven);
 # ffmpeg: media probing/fixtures; chromium + chromium-driver: browser tests of the OAuth flow;
-# curl, ca-certificates: downloads; nodejs + npm: the event contracts' reader outside Python (Ajv).
-DEFAULT_PACKAGES=(postgresql openjdk-17-jre-headless maven ffmpeg chromium chromium-driver curl ca-certificates nodejs npm)
+# curl, ca-certificates: downloads; nodejs + npm: the event contracts' reader outside Python (Ajv);
+# kcat: the Kafka one-liner `make up` prints (tested).
+DEFAULT_PACKAGES=(postgresql openjdk-17-jre-headless maven ffmpeg chromium chromium-driver curl ca-certificates nodejs npm kcat)
 
 if (($# > 0)); then
     packages=("$@")

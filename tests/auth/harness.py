@@ -127,8 +127,12 @@ async def seed_accounts(
     *,
     due_in: float = 0.0,
     scopes: tuple[str, ...] = ("user.info.basic", "video.publish"),
+    refresh_expires_in: float | None = None,
 ) -> list[SeedAccount]:
-    """Create ``count`` creators with grants through the sandbox's control API; insert them as accounts."""
+    """Create ``count`` creators with grants through the sandbox's control API; insert them as accounts.
+
+    ``refresh_expires_in`` overrides the grant's (needed when the sandbox's answer omits it).
+    """
     tag = secrets.token_hex(3)
 
     async def one(i: int) -> SeedAccount:
@@ -143,7 +147,9 @@ async def seed_accounts(
             refresh_token=grant.refresh_token,
             scopes=scopes,
             access_expires_in=float(grant.expires_in),
-            refresh_expires_in=float(grant.refresh_expires_in),
+            refresh_expires_in=float(
+                refresh_expires_in if refresh_expires_in is not None else grant.refresh_expires_in or 0
+            ),
             refresh_due_in=due_in,
         )
 

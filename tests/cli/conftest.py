@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest_asyncio
 
@@ -29,14 +30,23 @@ async def account(pipeline):
     return await pipeline.connect_creator()
 
 
+# The installed console script, as an operator runs it (pyproject's [project.scripts]).
+ENTRY_POINT = str(Path(sys.executable).with_name("tiktok-pipeline"))
+
+
+def run_cli(*args, env=None, timeout=240):
+    """``tiktok-pipeline ARGS`` through its real entry point: (exit code, stdout, stderr)."""
+    result = subprocess.run(
+        [ENTRY_POINT, *args], env={**os.environ, "COLUMNS": "200", **(env or {})},
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    return result.returncode, result.stdout, result.stderr
+
+
 def cli(pipeline, *args, extra_env=None, timeout=240):
     """Run ``tiktok-pipeline`` as an operator would, with the services' environment."""
-    env = {**os.environ, **pipeline.service_env(), "COLUMNS": "200", **(extra_env or {})}
-    result = subprocess.run(
-        [sys.executable, "-m", "tiktok_pipeline.cli", *args],
-        env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
-    return result.returncode, result.stdout + result.stderr
+    code, out, err = run_cli(*args, env={**pipeline.service_env(), **(extra_env or {})}, timeout=timeout)
+    return code, out + err
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -13,12 +13,19 @@ import aiohttp
 import asyncpg
 import pytest
 
-from common.kafka import TOPIC_POST_REQUESTED, TOPIC_POST_REQUESTED_DLQ, Producer
-from tests.cli.conftest import cli
+from common.kafka import (
+    TOPIC_POST_REQUESTED,
+    TOPIC_POST_REQUESTED_DLQ,
+    TOPIC_POST_STATUS,
+    Producer,
+    standard_topics,
+)
+from tests.cli.conftest import cli, run_cli
 from tests.common import fetch_topic_config
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+STANDARD = sorted(standard_topics().keys())
 
 
 async def test_connect_prints_the_url_that_starts_oauth(pipeline):
@@ -40,10 +47,19 @@ async def test_accounts_lists_the_connected_account_with_a_live_check(pipeline, 
     assert "connected" in row and "valid" in row and "invalid" not in row
 
 
-async def test_accounts_without_the_api_key_is_refused_clearly(pipeline, account):
+async def test_accounts_with_a_wrong_api_key_is_a_configuration_error(pipeline, account):
     code, output = cli(pipeline, "accounts", extra_env={"API_KEY": "wrong-key"})
-    assert code == 2
-    assert "401" in output and "unauthorized" in output
+    assert code == 4
+    assert "401" in output and "unauthorized" in output and "API_KEY" in output
+    assert len(output.strip().splitlines()) == 1 and "Traceback" not in output
+
+
+async def test_accounts_json_lists_the_account_and_its_live_check(pipeline, account):
+    code, out, err = run_cli("accounts", "--check", "--json", env=pipeline.service_env())
+    assert code == 0, err
+    accounts = json.loads(out)
+    mine = next(a for a in accounts if a["id"] == account)
+    assert mine["status"] == "connected" and mine["live"]["valid"] is True
 
 
 async def test_create_topics_is_idempotent_and_compacts_the_token_topics(pipeline):
@@ -58,6 +74,16 @@ async def test_create_topics_is_idempotent_and_compacts_the_token_topics(pipelin
         assert config["cleanup.policy"] == "compact"
 
 
+async def test_create_topics_json(pipeline):
+    prefix = f"cli{uuid.uuid4().hex[:8]}."
+    env = {**pipeline.service_env(), "TOPIC_PREFIX": prefix}
+    code, out, err = run_cli("create-topics", "--json", env=env)
+    assert code == 0, err
+    assert json.loads(out) == {prefix + t: "created" for t in STANDARD}
+    code, out, _ = run_cli("create-topics", "--json", env=env)
+    assert code == 0 and set(json.loads(out).values()) == {"unchanged"}
+
+
 async def test_submit_uploads_a_local_file_and_follows_it_to_published(pipeline, published_post):
     post_id, video, code, output = published_post
     assert code == 0, output
@@ -69,6 +95,25 @@ async def test_submit_uploads_a_local_file_and_follows_it_to_published(pipeline,
     assert len(matching) == 1, posts
     assert matching[0]["post_info"]["title"] == "from the CLI #test"
     assert matching[0]["status"] == "PUBLISH_COMPLETE"
+
+
+async def test_submit_json_and_follow_json_report_the_published_post(pipeline, account, published_post):
+    video = published_post[1]
+    post_id = f"cli-{uuid.uuid4().hex[:8]}"
+    code, out, err = run_cli(
+        "submit", str(video), "--account", account, "--post-id", post_id, "--privacy", "SELF_ONLY",
+        "--follow", "--timeout", "180", "--json", env=pipeline.service_env(),
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)  # stdout is one JSON document, nothing else
+    assert result["post_id"] == post_id and result["state"] == "published"
+    assert result["media"] == [f"s3://media/uploads/{post_id}/{video.name}"]
+    assert result["events"][0]["state"] == "received"
+    assert f"submitted post {post_id}" in err
+    code, out, err = run_cli("follow", post_id, "--timeout", "60", "--json", env=pipeline.service_env())
+    assert code == 0, err
+    followed = json.loads(out)
+    assert followed["state"] == "published" and followed["publish_id"] == result["publish_id"]
 
 
 async def test_submit_refuses_an_invalid_post_and_names_the_field(pipeline, account):
@@ -91,8 +136,21 @@ async def test_tail_prints_every_status_event_as_a_json_line(pipeline, published
     assert code == 0, output
     events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     mine = [e for e in events if e["post_id"] == post_id]
+    assert mine
     assert [e["seq"] for e in mine] == sorted(e["seq"] for e in mine)
     assert mine[0]["state"] == "received" and mine[-1]["state"] == "published"
+
+
+async def test_tail_writes_only_json_lines_to_stdout_even_around_an_unreadable_record(
+    pipeline, published_post
+):
+    async with Producer(pipeline.kafka) as producer:
+        await producer.send(pipeline.prefix + TOPIC_POST_STATUS, b"garbage", b"not an event")
+    code, out, err = run_cli("tail", "--from-beginning", "--idle-exit", "3", env=pipeline.service_env())
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines and all(json.loads(line) for line in lines)  # every stdout line parses (jq-safe)
+    assert "unreadable status record skipped" in err
 
 
 async def _records(pipeline, topic):
@@ -128,13 +186,29 @@ async def test_replay_dlq_sends_dead_letters_back_to_the_request_topic(pipeline)
     await wait_for(
         lambda: _count(dead_letters, 2), timeout=60, description="the replayed copy dead-lettered again"
     )
-    code, output = cli(pipeline, "replay-dlq", "--idle-exit", "3")
-    second = re.findall(r"replayed (\d+:\d+)", output)
-    assert code == 0 and len(second) == 1 and second != first, output  # the committed one is not replayed
+    code, out, err = run_cli("replay-dlq", "--idle-exit", "3", "--json", env=pipeline.service_env())
+    assert code == 0, err
+    result = json.loads(out)
+    second = [f"{r['partition']}:{r['offset']}" for r in result["records"]]
+    assert result["count"] == 1 and result["dry_run"] is False
+    assert len(second) == 1 and second != first, result  # the committed one is not replayed
 
 
 async def _count(fetch, expected):
     return len(await fetch()) >= expected
+
+
+# After the DLQ test: the rejected request lands on the DLQ too.
+async def test_a_rejected_post_exits_1_and_says_why(pipeline, account, tmp_path):
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_bytes(b"this is not a video " * 100)
+    code, out, err = run_cli(
+        "submit", str(not_a_video), "--account", account, "--privacy", "SELF_ONLY",
+        "--follow", "--timeout", "120", env=pipeline.service_env(),
+    )  # fmt: skip
+    assert code == 1, out + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: post cli-") and "ended rejected (wrong_format" in last, err
 
 
 async def test_migrate_applies_both_services_schemas(pipeline, database_url):

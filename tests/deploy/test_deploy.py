@@ -497,6 +497,7 @@ def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
     assert {".git", ".venv", ".stack", "tests", "deploy", ".env"} <= ignored
     assert "README.md" not in ignored  # pyproject's readme, needed to build the wheel
     assert "pyproject.toml" not in ignored
+    assert "requirements" not in ignored  # the locks the builder installs from
 
 
 def dockerignore_regexes() -> list[re.Pattern[str]]:
@@ -585,7 +586,8 @@ def test_the_build_context_makes_a_complete_wheel(tmp_path: Path) -> None:
     assert local <= packages, local - packages
     match = re.search(r"^tiktok-pipeline\s*=\s*([\w.]+):", scripts, re.MULTILINE)
     assert match, scripts
-    assert match.group(1).replace(".", "/") + ".py" in names
+    module = match.group(1).replace(".", "/")
+    assert f"{module}.py" in names or f"{module}/__init__.py" in names
     for service in ("auth_service", "publish_service"):
         migrations = sorted(p.name for p in (ROOT / service / "migrations").glob("*.sql"))
         assert migrations

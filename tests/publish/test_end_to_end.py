@@ -177,6 +177,23 @@ async def test_http_submit_lookup_and_webhooks(harness: Harness, video_3s: Path)
             assert (await r.json())["outcome"] == "woken"
         async with http.post(f"{base}/v1/webhooks/tiktok", data=hook, headers=signed) as r:
             assert (await r.json())["outcome"] == "duplicate"
+        # TikTok has delivered this event with both spellings of "publicly"; either carries a post id.
+        for n, event in enumerate(("post.publish.publicaly_available", "post.publish.publicly_available")):
+            new_id = f"730000000000000{n:04d}"
+            hook = json.dumps(
+                {
+                    "client_key": harness.tiktok_app.client_key,
+                    "event": event,
+                    "create_time": 2 + n,
+                    "user_openid": "x",
+                    "content": json.dumps({"publish_id": done.publish_id, "post_id": new_id}),
+                }
+            ).encode()
+            signed = {"TikTok-Signature": sign(hook, harness.tiktok_app.client_secret, int(time.time()))}
+            async with http.post(f"{base}/v1/webhooks/tiktok", data=hook, headers=signed) as r:
+                assert (await r.json())["outcome"] == "post_id", event
+            async with http.get(f"{base}/v1/posts/http-1", headers=auth) as r:
+                assert new_id in (await r.json())["tiktok_post_ids"], event
 
 
 async def test_a_scheduled_post_can_be_cancelled_before_it_starts(harness: Harness, video_3s: Path) -> None:

@@ -204,3 +204,36 @@ async def test_a_daily_cap_is_retried_later_and_a_permanent_error_fails_with_tik
     assert failed.error.message == "banned" and failed.error.tiktok_log_id
     assert not failed.error.retryable
     await _assert_published_once(harness, {capped: sha})
+
+
+async def test_a_gateway_404_fails_at_once_as_a_configuration_error_naming_the_url(
+    harness: Harness, video_3s: Path
+) -> None:
+    """TikTok's gateway answers a path it does not route with a text 404: retrying cannot help."""
+    await harness.connect_account("acc-1", "alice")
+    await harness.sandbox.control.inject_fault(
+        VIDEO_INIT, count=None, status=404, shape="text", body="Unsupported path(Janus)"
+    )
+    async with running_service(harness.settings()):
+        post_id, _ = await _publish_one(harness, video_3s, "misrouted", size=6 * MIB)
+        failed = await harness.wait_state(post_id, "failed", timeout=60)
+    assert failed.error is not None and failed.error.code == "tiktok_config_error"
+    assert not failed.error.retryable
+    assert VIDEO_INIT in failed.error.message and "Unsupported path(Janus)" in failed.error.message
+    calls = await harness.sandbox.control.call_counts()
+    assert sum(c["calls"] for c in calls["calls"] if c["endpoint"] == VIDEO_INIT) == 1  # never retried
+    await harness.sandbox.control.clear_faults()
+
+
+async def test_an_empty_403_keeps_tiktoks_log_id_and_invents_no_code(
+    harness: Harness, video_3s: Path
+) -> None:
+    await harness.connect_account("acc-1", "alice")
+    await harness.sandbox.control.inject_fault(VIDEO_INIT, count=1, status=403, shape="empty")
+    async with running_service(harness.settings()):
+        post_id, _ = await _publish_one(harness, video_3s, "empty-403", size=6 * MIB)
+        failed = await harness.wait_state(post_id, "failed", timeout=60)
+    assert failed.error is not None
+    assert failed.error.message == "empty answer, HTTP 403"
+    assert failed.error.code == "tiktok_error"  # our category: TikTok gave no code
+    assert failed.error.tiktok_log_id and len(failed.error.tiktok_log_id) == 34  # from x-tt-logid

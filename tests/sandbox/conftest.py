@@ -19,7 +19,7 @@ from tiktok_sandbox.testing import IssuedToken, RunningSandbox, SandboxApp
 
 MIB = 1024 * 1024
 REDIRECT = "https://app.example.com/callback/"
-LOG_ID = re.compile(r"^\d{14}[0-9A-F]{18,20}$")
+LOG_ID = re.compile(r"^\d{14}[0-9A-F]{20}$")  # 34 characters, like every captured one
 
 
 @dataclass
@@ -35,6 +35,13 @@ class Reply:
     @property
     def data(self) -> dict[str, Any]:
         return self.body["data"]
+
+
+@dataclass
+class RawReply:
+    status: int
+    raw: bytes
+    headers: Any
 
 
 class Api:
@@ -53,6 +60,21 @@ class Api:
         kwargs: dict[str, Any] = {"data": raw} if raw is not None else {"json": body}
         async with self.http.post(self.sb.base_url + path, headers=headers, **kwargs) as r:
             return Reply(r.status, await r.json(content_type=None), r.headers)
+
+    async def raw(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        data: bytes = b"",
+        content_type: str | None = None,
+    ) -> RawReply:
+        """Any request, answered as bytes: for answers that are not JSON (or must be checked exactly)."""
+        headers = {"Content-Type": content_type or "application/json; charset=UTF-8"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        async with self.http.request(method, self.sb.base_url + path, headers=headers, data=data) as r:
+            return RawReply(r.status, await r.read(), r.headers)
 
     async def form(self, path: str, fields: dict[str, str]) -> Reply:
         async with self.http.post(self.sb.base_url + path, data=fields) as r:

@@ -33,10 +33,82 @@ async def test_fault_with_http_200_and_an_error_code(world):
     assert r.status == 200 and r.code == "reached_active_user_cap"
 
 
-async def test_fault_on_oauth_token_uses_the_oauth_error_shape(world):
-    await world.sb.control.inject_fault("/v2/oauth/token/", status=503, error_code="temporarily_unavailable")
+async def test_fault_on_oauth_token_keeps_its_status_and_uses_the_oauth_error_shape(world):
+    await world.sb.control.inject_fault("/v2/oauth/token/", status=503)
     r = await world.api.form("/v2/oauth/token/", {"grant_type": "refresh_token"})
-    assert r.status == 200 and r.body["error"] == "temporarily_unavailable"  # OAuth errors default to 200
+    assert r.status == 503 and r.body["error"] == "temporarily_unavailable"
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert r.headers["x-tt-logid"] == r.body["log_id"] and LOG_ID.match(r.body["log_id"])
+    await world.sb.control.inject_fault("/v2/oauth/token/", status=403)
+    r = await world.api.form("/v2/oauth/token/", {"grant_type": "refresh_token"})
+    assert r.status == 403 and r.body["error"] == "invalid_request"  # an OAuth code, never invalid_params
+
+
+async def test_fault_with_only_an_oauth_code_answers_at_the_oauth_error_status(world):
+    await world.sb.control.inject_fault("/v2/oauth/token/", error_code="invalid_grant")
+    r = await world.api.form("/v2/oauth/token/", {"grant_type": "refresh_token"})
+    assert r.status == 200 and r.body["error"] == "invalid_grant"  # oauth_error_status, 200 by default
+
+
+@pytest.mark.parametrize(
+    ("shape", "status", "expected_body", "content_type"),
+    [
+        ("empty", 403, b"", None),
+        ("text", 502, b"<html>502 Bad Gateway</html>", "text/plain"),
+        ("flat", 400, None, "application/json"),
+        ("wrapped", 401, None, "application/json"),
+        ("oauth", 401, None, "application/json"),
+    ],
+)
+async def test_fault_shapes(world, shape, status, expected_body, content_type):
+    await world.sb.control.inject_fault(
+        VIDEO_INIT,
+        status=status,
+        shape=shape,
+        body="<html>502 Bad Gateway</html>",
+        message="The chunk size is invalid",
+    )
+    r = await world.api.raw("POST", VIDEO_INIT, world.t, b"{}")
+    assert r.status == status and LOG_ID.match(r.headers["x-tt-logid"])
+    assert r.headers.get("Content-Type", "").split(";")[0] == (content_type or "")
+    if expected_body is not None:
+        assert r.raw == expected_body
+        return
+    body = json.loads(r.raw)
+    expected = {
+        "flat": {
+            "code": "invalid_params",
+            "message": "The chunk size is invalid",
+            "log_id": r.headers["x-tt-logid"],
+        },
+        "wrapped": {
+            "data": {},
+            "error": {
+                "code": "access_token_invalid",
+                "message": "The chunk size is invalid",
+                "log_id": r.headers["x-tt-logid"],
+            },
+        },
+        "oauth": {
+            "error": "access_token_invalid",
+            "error_description": "The chunk size is invalid",
+            "log_id": r.headers["x-tt-logid"],
+        },
+    }[shape]
+    assert body == expected
+
+
+async def test_fault_without_log_id_header(world):
+    await world.sb.control.inject_fault(VIDEO_INIT, status=403, shape="empty", log_id_header=False)
+    r = await world.api.raw("POST", VIDEO_INIT, world.t, b"{}")
+    assert r.status == 403 and "x-tt-logid" not in r.headers and r.raw == b""
+
+
+async def test_fault_with_a_bad_shape_or_status_is_refused(world):
+    with pytest.raises(ControlAPIError):
+        await world.sb.control.inject_fault(VIDEO_INIT, status=403, shape="xml")
+    with pytest.raises(ControlAPIError):
+        await world.sb.control.inject_fault(VIDEO_INIT, status=1000)
 
 
 async def test_fault_latency_delays_the_answer(world):

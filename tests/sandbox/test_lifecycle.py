@@ -8,6 +8,7 @@ import pytest
 
 from tests.sandbox.conftest import MIB, payload
 from tests.waiting import wait_for
+from tiktok_sandbox.config import SandboxConfig
 
 STATUS = "/v2/post/publish/status/fetch/"
 CANCEL = "/v2/post/publish/cancel/"
@@ -25,8 +26,16 @@ async def uploaded_inbox(world, size=1000):
     return r.data["publish_id"]
 
 
-async def test_status_unknown_publish_id_is_invalid_publish_id(world):
-    r = await world.api.status(world.t, "v_pub_file~v2-1.1")
+async def test_status_unknown_publish_id_is_answered_as_observed(world):
+    r = await world.api.status(world.t, "v_pub_file~v2-1.7400000000000000001")
+    assert (
+        r.status == 400 and r.code == "invalid_params" and r.body["error"]["message"] == "invalid_publish_id"
+    )
+
+
+@pytest.mark.parametrize("sandbox_config", [SandboxConfig(unknown_publish_id="documented")])
+async def test_status_unknown_publish_id_documented_knob(world):
+    r = await world.api.status(world.t, "v_pub_file~v2-1.7400000000000000001")
     assert r.status == 400 and r.code == "invalid_publish_id"
 
 
@@ -76,7 +85,7 @@ async def test_public_post_gets_a_19_digit_post_id_after_moderation(world):
     publish_id = await uploaded_direct(world)
     await world.sb.control.advance_time(2)
     s = await world.api.status(world.t, publish_id)
-    assert s.data["status"] == "PUBLISH_COMPLETE" and s.data["publicaly_available_post_id"] == []
+    assert s.data == {"status": "PUBLISH_COMPLETE", "uploaded_bytes": 1000}  # no post id yet: key omitted
     await world.sb.control.advance_time(5)
     s = await world.api.status(world.t, publish_id)
     (post_id,) = s.data["publicaly_available_post_id"]
@@ -102,7 +111,15 @@ async def test_self_only_post_never_gets_a_post_id(world):
     publish_id = await uploaded_direct(world, privacy="SELF_ONLY")
     await world.sb.control.advance_time(3600)
     s = await world.api.status(world.t, publish_id)
-    assert s.data["status"] == "PUBLISH_COMPLETE" and s.data["publicaly_available_post_id"] == []
+    assert s.data["status"] == "PUBLISH_COMPLETE" and "publicaly_available_post_id" not in s.data
+
+
+@pytest.mark.parametrize("sandbox_config", [SandboxConfig(status_optional_keys="always")])
+async def test_status_optional_keys_knob_keeps_them(world):
+    publish_id = await uploaded_direct(world, privacy="SELF_ONLY")
+    await world.sb.control.advance_time(3600)
+    s = await world.api.status(world.t, publish_id)
+    assert s.data == {"status": "PUBLISH_COMPLETE", "publicaly_available_post_id": [], "uploaded_bytes": 1000}
 
 
 async def test_finish_moderation_control_assigns_the_post_id_now(world):
@@ -172,4 +189,6 @@ async def test_cancel_of_file_upload_is_not_cancellable(world):
 
 async def test_cancel_unknown_publish_id(world):
     r = await world.api.post(CANCEL, world.t, {"publish_id": "nope"})
-    assert r.status == 400 and r.code == "invalid_publish_id"
+    assert (
+        r.status == 400 and r.code == "invalid_params" and r.body["error"]["message"] == "invalid_publish_id"
+    )

@@ -151,7 +151,21 @@ async def test_init_rejects_unknown_source(world):
     assert r.status == 400 and r.code == "invalid_params"
 
 
-async def test_init_requires_privacy_level(world):
+async def test_missing_privacy_level_is_privacy_level_option_mismatch_by_default(world):
+    body = {
+        "post_info": {"title": "x"},
+        "source_info": {"source": "FILE_UPLOAD", "video_size": 10, "chunk_size": 10, "total_chunk_count": 1},
+    }
+    r = await world.api.post(VIDEO_INIT, world.t, body)
+    assert r.status == 403 and r.code == "privacy_level_option_mismatch"
+    # Step 4 still comes first: a bad chunk plan is invalid_params even without a privacy_level.
+    body["source_info"]["chunk_size"] = 5
+    r = await world.api.post(VIDEO_INIT, world.t, body)
+    assert r.status == 400 and r.code == "invalid_params"
+
+
+@pytest.mark.parametrize("sandbox_config", [SandboxConfig(missing_privacy_level="invalid_params")])
+async def test_missing_privacy_level_knob_answers_invalid_params(world):
     body = {"post_info": {"title": "x"}, "source_info": {"source": "FILE_UPLOAD", "video_size": 10}}
     r = await world.api.post(VIDEO_INIT, world.t, body)
     assert r.status == 400 and r.code == "invalid_params" and "privacy_level" in r.body["error"]["message"]

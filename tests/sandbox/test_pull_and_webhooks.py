@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 
 import pytest
 from aiohttp import web
@@ -121,7 +122,11 @@ async def settled(world, publish_id, *states):
 async def test_pull_from_url_downloads_the_bytes_and_publishes(pull_world):
     world, local = pull_world
     r = await world.api.post(VIDEO_INIT, world.t, pull_body(f"{local.base}/media/a.mp4"))
-    assert r.code == "ok" and r.data["publish_id"].startswith("v_pub_url~v2.") and "upload_url" not in r.data
+    assert (
+        r.code == "ok"
+        and re.fullmatch(r"v_pub_url~v2-1\.\d{19}", r.data["publish_id"])
+        and "upload_url" not in r.data
+    )
     post = await settled(world, r.data["publish_id"], "PROCESSING_DOWNLOAD", "PUBLISH_COMPLETE")
     await wait_for(lambda: world.sb.store.posts[r.data["publish_id"]].transfer_done_at, timeout=10)
     await world.sb.control.advance_time(3)

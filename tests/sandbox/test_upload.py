@@ -203,7 +203,6 @@ async def test_status_reports_uploaded_bytes_while_uploading(upload):
     s = await world.api.status(world.t, publish_id)
     assert s.data == {
         "status": "PROCESSING_UPLOAD",
-        "publicaly_available_post_id": [],
         "uploaded_bytes": CHUNK,
     }
 

@@ -39,9 +39,13 @@ FAULT_FIELDS = (
     "message",
     "latency_ms",
     "reset_after_bytes",
+    "shape",
+    "body",
+    "log_id_header",
     "drop_fields",
     "null_fields",
 )
+FAULT_SHAPES = ("wrapped", "flat", "oauth", "empty", "text")
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -50,7 +54,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ControlError(400, "body must be JSON") from None
     if not isinstance(body, dict):
         raise ControlError(400, "body must be a JSON object")
@@ -209,6 +213,13 @@ async def add_fault(request: web.Request) -> web.Response:
     unknown = set(body) - set(FAULT_FIELDS)
     if unknown or "endpoint" not in body:
         raise ControlError(400, f"endpoint is required; allowed keys {FAULT_FIELDS}")
+    if body.get("shape") not in (None, *FAULT_SHAPES):
+        raise ControlError(400, f"shape must be one of {FAULT_SHAPES}")
+    status = body.get("status")
+    if status is not None and (
+        isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599
+    ):
+        raise ControlError(400, "status must be an HTTP status (100-599)")
     rule = store.faults.add(**body)
     return web.json_response(rule.as_dict(), status=201)
 
@@ -318,6 +329,7 @@ async def issued_secrets(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     store = request.app[STORE]
     request.app[PULLER].abort_all()
+    request.app[CLOCK].reset()  # before the store, so nothing it rebuilds is dated in the future
     store.reset()
     request.app[WEBHOOKS].clear()
     return web.json_response({})

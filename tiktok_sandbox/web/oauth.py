@@ -131,7 +131,10 @@ async def authorize(request: web.Request) -> web.StreamResponse:
 async def consent(request: web.Request) -> web.StreamResponse:
     """POST /v2/auth/authorize/: the consent form's Authorize / Deny buttons."""
     store = request.app[STORE]
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:
+        return _page("Error", "<p>The form is malformed.</p>", 400)
     pending = store.pending_auth.pop(str(form.get("request_id", "")), None)
     if pending is None or store.now() > pending.expires_at:
         return _page("Error", "<p>This authorization request expired. Start again.</p>", 400)
@@ -153,7 +156,10 @@ async def consent(request: web.Request) -> web.StreamResponse:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # a malformed multipart body, or one that cannot be decoded
+        raise OAuthError("invalid_request", "The request parameters are malformed.") from None
     return {k: str(v) for k, v in form.items()}
 
 

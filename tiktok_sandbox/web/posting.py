@@ -38,7 +38,7 @@ async def _json(request: web.Request, store: Store, *, optional: bool = False) -
         return {}
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python parses
         raise ApiError(400, store.config.invalid_param_code, "The request body is not valid JSON.") from None
 
 

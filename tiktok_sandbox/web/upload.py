@@ -49,7 +49,10 @@ async def _answer(
     request: web.Request, status: int, message: str, task: UploadTask | None = None
 ) -> web.Response:
     await _drain(request)
-    headers = {"Content-Range": _progress(request.app[STORE], task)} if task is not None else {}
+    store = request.app[STORE]
+    headers = {"Content-Range": _progress(store, task)} if task is not None else {}
+    if store.config.upload_response_body == "none":  # TikTok documents no body (§5.2)
+        return web.Response(status=status, headers=headers)
     body = dumps({"error": {"code": "ok" if status < 300 else str(status), "message": message}})
     return web.Response(status=status, text=body, content_type="application/json", headers=headers)
 
@@ -73,7 +76,7 @@ async def put_chunk(request: web.Request) -> web.StreamResponse:
     first, last, total = (int(g) for g in match.groups())
     if last < first or last - first + 1 != length or total != task.video_size:
         return await _answer(request, 400, "Content-Range does not match the body or the video size.", task)
-    if request.content_type not in VIDEO_TYPES:
+    if store.config.upload_content_types == "video" and request.content_type not in VIDEO_TYPES:
         return await _answer(
             request, 400, "Content-Type must be video/mp4, video/quicktime or video/webm.", task
         )

@@ -23,6 +23,11 @@ ACCOUNT_COLUMNS = """
 """
 
 
+def _seconds(value: int | None) -> float | None:
+    """A lifetime TikTok gave, or None when it did not say (stored as an unknown expiry)."""
+    return None if value is None else float(value)
+
+
 def account_from_row(row: Any) -> Account:
     return Account(
         id=row["id"],
@@ -103,7 +108,7 @@ class AccountsTx(TxBase):
             self._vault.seal(tokens.access_token, account_id=account_id, purpose=ACCESS),
             self._vault.seal(tokens.refresh_token, account_id=account_id, purpose=REFRESH),
             float(tokens.expires_in),
-            float(tokens.refresh_expires_in),
+            _seconds(tokens.refresh_expires_in),
             tokens.refresh_in,
             self._vault.transport.active_id,
         )
@@ -134,7 +139,7 @@ class AccountsTx(TxBase):
             self._vault.seal(tokens.access_token, account_id=account_id, purpose=ACCESS),
             self._vault.seal(tokens.refresh_token, account_id=account_id, purpose=REFRESH),
             float(tokens.expires_in),
-            float(tokens.refresh_expires_in),
+            _seconds(tokens.refresh_expires_in),
             tokens.refresh_in,
             self._vault.transport.active_id,
         )
@@ -153,7 +158,7 @@ class AccountsTx(TxBase):
                 scopes = $3, access_token_ct = $4, refresh_token_ct = $5,
                 token_version = token_version + 1,
                 access_expires_at = now() + make_interval(secs => $6),
-                refresh_expires_at = now() + make_interval(secs => $7),
+                refresh_expires_at = coalesce(now() + make_interval(secs => $7), refresh_expires_at),
                 refresh_due_at = now() + make_interval(secs => $8),
                 lease_owner = NULL, lease_until = NULL, refresh_failures = 0, last_error = NULL,
                 last_refreshed_at = now(), transport_key_id = $9, updated_at = now()
@@ -166,7 +171,7 @@ class AccountsTx(TxBase):
             self._vault.seal(tokens.access_token, account_id=claim.account_id, purpose=ACCESS),
             self._vault.seal(tokens.refresh_token, account_id=claim.account_id, purpose=REFRESH),
             float(tokens.expires_in),
-            float(tokens.refresh_expires_in),
+            _seconds(tokens.refresh_expires_in),
             tokens.refresh_in,
             self._vault.transport.active_id,
         )

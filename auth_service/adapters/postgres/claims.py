@@ -32,7 +32,7 @@ _CLAIM = """
        SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
       FROM target WHERE a.id = target.id
     RETURNING a.id, a.open_id, a.token_version, a.refresh_token_ct, a.refresh_failures,
-              a.refresh_expires_at <= now() AS refresh_expired
+              coalesce(a.refresh_expires_at <= now(), false) AS refresh_expired
 """
 
 _DUE = "refresh_due_at <= now()"

@@ -34,7 +34,7 @@ from common.kafka import (
 from common.kafka_health import KafkaConnectivity
 from common.kafka_provision import manage_topics_from_env
 from common.kafka_security import security_from_env
-from common.logging import register_secret
+from common.logging import register_dsn_password, register_key_material, register_secret
 from common.outbox import BacklogGauge, OutboxRelay
 from common.s3 import ObjectStore
 from common.tasks import BackgroundLoops, started_after
@@ -225,6 +225,9 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     register_secret(settings.tiktok_client_secret.get())
     register_secret(settings.api_key.get())
+    register_secret(settings.s3_secret_access_key.get())
+    register_dsn_password(settings.database_url.get())
+    register_key_material(settings.transport_keys.keys.values())
     kafka_security = security_from_env()  # a bad combination stops the start (ConfigError)
     if kafka_security.sasl_password is not None:
         register_secret(kafka_security.sasl_password.get())

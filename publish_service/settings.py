@@ -12,6 +12,7 @@ from common.errors import ConfigError
 from common.kafka import DEFAULT_PARTITIONS
 from common.metrics_site import read_metrics_port
 from common.settings import EnvReader, Secret
+from common.settings_checks import api_key_strength, bounded_presign_ttl, https_unless_local, key_ring_entries
 from common.tiktok.chunks import DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK
 from common.tiktok.guard import DEFAULT_UPLOAD_DOMAINS
 
@@ -125,6 +126,12 @@ class Settings:
             cap_retry_s=env.number("PUBLISH_CAP_RETRY_S", 900.0),
             init_doubt_grace_s=env.number("PUBLISH_INIT_DOUBT_GRACE_S", 600.0),
         )
+        key_ring_entries("TRANSPORT_KEYS", env.secret("TRANSPORT_KEYS").get())  # strict: #12.18
+        api_key_strength("API_KEY", settings.api_key.get())
+        https_unless_local(
+            "TIKTOK_API_BASE", settings.tiktok_api_base, allow_http=env.boolean("TIKTOK_ALLOW_HTTP", False)
+        )
+        bounded_presign_ttl("MEDIA_PRESIGN_TTL_S", settings.presign_ttl_s)
         if settings.lease_s <= settings.tiktok_timeout_s:
             # A worker waiting on a slow TikTok call must still hold its lease when the answer comes.
             raise ConfigError("PUBLISH_LEASE_S must be longer than TIKTOK_TIMEOUT_S")

@@ -303,9 +303,10 @@ class Refresher:
 
 
 class Housekeeping:
-    """Drops OAuth states a day after they were created (they are useless after 10 minutes), hourly."""
+    """Drops OAuth states an hour after they were created (useless after 10 minutes), every 10 minutes:
+    with the cap on live states the table stays bounded (#12.11)."""
 
-    def __init__(self, repo: Repository, *, every_s: float = 3600.0, keep_s: float = 86_400.0) -> None:
+    def __init__(self, repo: Repository, *, every_s: float = 600.0, keep_s: float = 3600.0) -> None:
         self._repo = repo
         self._every_s = every_s
         self._keep_s = keep_s

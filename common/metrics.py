@@ -6,6 +6,7 @@ process, as the tests do.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -55,5 +56,10 @@ class SharedMetrics:
         self.api_calls.labels(endpoint, result).inc()
         self.api_seconds.labels(endpoint).observe(seconds)
 
-    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+    def set_lag(self, topic: str, partition: int, lag: int | None) -> None:
+        """A ``common.kafka.ConsumeLoop`` lag observer: ``None`` drops a partition no longer owned."""
+        if lag is None:
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(topic, str(partition))
+            return
         self.consumer_lag.labels(topic, str(partition)).set(lag)

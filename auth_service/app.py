@@ -46,6 +46,7 @@ from auth_service.web.routes import MANAGEMENT_PREFIX, add_routes
 from common.backoff import Backoff
 from common.cipher import TokenCipher
 from common.db import apply_migrations, create_pool
+from common.http_metrics import observe_http
 from common.kafka import (
     TOPIC_ACCESS_TOKENS,
     TOPIC_ACCOUNTS,
@@ -58,6 +59,7 @@ from common.logging import register_secret
 from common.outbox import BacklogGauge, OutboxRelay
 from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient
+from common.tracing import configure_tracing
 from common.web import add_health_routes, api_key_middleware, correlation_middleware, error_middleware
 
 log = structlog.get_logger(__name__)
@@ -187,6 +189,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     register_secret(settings.tiktok_client_secret.get())
     register_secret(settings.api_key.get())
+    configure_tracing("auth_service", os.environ)  # off unless OTEL_* ask
     metrics = Metrics.create()
     app = web.Application(
         middlewares=[
@@ -197,6 +200,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    observe_http(app, metrics.registry)
     app[INSTANCE] = instance_name(settings)
     app[LOOPS] = BackgroundLoops(shutdown_deadline=settings.shutdown_deadline_s)
     for ctx in (_database, _http, _handlers, _kafka, _loops):

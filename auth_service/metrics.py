@@ -43,7 +43,7 @@ class Metrics:
                 registry=registry,
             ),
             refresh_seconds=Histogram(
-                "tiktok_token_refresh_seconds",
+                "tiktok_token_refresh_duration_seconds",
                 "Duration of one refresh: the TikTok call and the commit",
                 registry=registry,
                 buckets=_SECONDS,

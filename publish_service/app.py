@@ -9,6 +9,7 @@ their last events, and the pool closes last.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from aiohttp import web
 from common.cipher import TokenCipher
 from common.db import apply_migrations, create_pool
 from common.events import PostState
+from common.http_metrics import observe_http
 from common.kafka import (
     TOPIC_ACCESS_TOKENS,
     TOPIC_ACCOUNTS,
@@ -37,6 +39,7 @@ from common.outbox import OutboxRelay
 from common.s3 import ObjectStore
 from common.tasks import BackgroundLoops, sleep_or_stop
 from common.tiktok.client import TikTokClient
+from common.tracing import configure_tracing
 from common.web import add_health_routes, api_key_middleware, correlation_middleware, error_middleware
 from publish_service.adapters.kafka_state import FullTopicReader
 from publish_service.adapters.media import MediaSource
@@ -235,6 +238,7 @@ async def _wait_or_stop(event: asyncio.Event, stopping: asyncio.Event) -> None:
 def create_app(settings: Settings) -> web.Application:
     register_secret(settings.tiktok_client_secret.get())
     register_secret(settings.api_key.get())
+    configure_tracing("publish_service", os.environ)  # off unless OTEL_* ask
     app = web.Application(
         middlewares=[
             correlation_middleware,
@@ -245,6 +249,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    observe_http(app, app[METRICS].registry)
     app.cleanup_ctx.extend([_database, _kafka, _storage, _tiktok, _loops])
 
     async def db_ready() -> None:

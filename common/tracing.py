@@ -17,7 +17,9 @@ batches (the outbox relay) bypass aiokafka's instrumented ``send``, so ``inject_
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -28,7 +30,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 __all__ = [
     "TRACE_HEADERS",
     "configure_tracing",
+    "consuming",
     "context_from_carrier",
+    "continuing",
     "current_carrier",
     "extract_context",
     "inject_headers",
@@ -137,3 +141,31 @@ def inject_headers(
     kept = [(n, v) for n, v in headers if n not in TRACE_HEADERS]
     added = [(n, carrier[n].encode("latin-1")) for n in TRACE_HEADERS if carrier and carrier.get(n)]
     return kept + added
+
+
+@contextmanager
+def consuming(record: Any, name: str | None = None) -> Iterator[trace.Span]:
+    """A consumer span for handling one Kafka record, continuing the trace in its headers."""
+    parent = extract_context(record.headers)
+    span_name = name or f"{record.topic} process"
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": record.topic,
+        "messaging.kafka.destination.partition": record.partition,
+        "messaging.kafka.message.offset": record.offset,
+    }
+    with tracer(__name__).start_as_current_span(
+        span_name, context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
+    ) as span:
+        yield span
+
+
+@contextmanager
+def continuing(
+    carrier: Mapping[str, str] | None, name: str, attributes: Mapping[str, str] | None = None
+) -> Iterator[trace.Span]:
+    """A span continuing the trace ``carrier`` holds (a new trace when it holds none)."""
+    with tracer(__name__).start_as_current_span(
+        name, context=context_from_carrier(carrier), attributes=dict(attributes or {})
+    ) as span:
+        yield span

@@ -42,6 +42,7 @@ from common.backoff import Backoff
 from common.errors import PipelineError, is_retriable
 from common.kafka.lag import LagObserver, LagReports, LagSource
 from common.tasks import sleep_or_stop
+from common.tracing import consuming
 
 __all__ = ["ConsumeLoop", "Decoded", "RecordSource", "Undecodable"]
 
@@ -213,8 +214,10 @@ class ConsumeLoop(Generic[T]):
             if isinstance(item, Undecodable):
                 self.undecodable += 1
                 self._on_undecodable(item)
-            elif not await self._until_done(_call(self._each, item), stopping):
-                break
+            else:
+                with consuming(item.record):  # continues the producer's trace (W3C headers)
+                    if not await self._until_done(_call(self._each, item), stopping):
+                        break
             self.handled += 1
             offset: int = item.record.offset
             done = offset + 1

@@ -8,6 +8,7 @@ change the post. Every method takes the connection (or pool) to run on: see ``Re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from common.events import (
@@ -20,6 +21,7 @@ from common.events import (
     encode,
 )
 from common.outbox import enqueue
+from common.tracing import current_carrier
 from publish_service.adapters.dead_letters import DeadLetters
 from publish_service.adapters.pg import Connection, Executor, LeaseLost, post_row, set_clauses
 from publish_service.domain.post import IntakeOutcome, PostPatch, PostRow, request_hash
@@ -33,6 +35,12 @@ def _error_patch(error: ErrorInfo) -> PostPatch:
         error_retryable=error.retryable,
         error_log_id=error.tiktok_log_id,
     )
+
+
+def _current_trace() -> str | None:
+    """The request's trace (the intake span continuing the producer's), stored for the worker."""
+    carrier = current_carrier()
+    return json.dumps(carrier) if carrier else None
 
 
 class Posts:
@@ -102,9 +110,9 @@ class Posts:
         inserted = await db.fetchrow(
             f"""
             INSERT INTO {self._t} (post_id, account_id, request, request_hash, raw_event, correlation_id,
-                                   state, seq, publish_at, next_attempt_at, raw_key)
+                                   state, seq, publish_at, next_attempt_at, raw_key, trace_context)
             VALUES ($1, $2, $3::jsonb, $4, $5, $6, 'received', 1, $7,
-                    greatest(now(), coalesce($7, now())), $8)
+                    greatest(now(), coalesce($7, now())), $8, $9::jsonb)
             ON CONFLICT (post_id) DO NOTHING
             RETURNING *
             """,
@@ -116,6 +124,7 @@ class Posts:
             correlation_id,
             post.publish_at,
             key,
+            _current_trace(),
         )
         if inserted is None:
             existing = await db.fetchrow(

@@ -17,6 +17,7 @@ from pydantic_core import PydanticSerializationError
 from common.errors import InvalidInput
 from common.events import BadEvent, EventType, PostRequestedData, decode, is_text
 from common.kafka import ConsumerRecord
+from common.tracing import consuming
 from publish_service.domain.post import IntakeOutcome
 from publish_service.handlers.ports import IntakeStore, IntakeTx
 from publish_service.metrics import Metrics
@@ -100,6 +101,10 @@ class Intake:
                     )
 
     async def _handle(self, tx: IntakeTx, record: ConsumerRecord[bytes, bytes]) -> None:
+        with consuming(record):  # the producer's trace goes on, stored with the post for the worker
+            await self._store(tx, record)
+
+    async def _store(self, tx: IntakeTx, record: ConsumerRecord[bytes, bytes]) -> None:
         raw = record.value or b""
         headers = [
             ("source_topic", record.topic.encode()),

@@ -91,6 +91,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             ),
             rate_window_s=settings.rate_window_s,
             on_transition=lambda state: app[METRICS].posts.labels(state).inc(),
+            on_error=lambda state, code: app[METRICS].post_errors.labels(state, code).inc(),
+            on_dead_letter=lambda code: app[METRICS].dead_letters.labels(code).inc(),
         )
         yield
     finally:
@@ -208,6 +210,8 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
                 counts = await repo.count_by_state()
                 for state in PostState:
                     metrics.posts_in_state.labels(state.value).set(counts.get(state.value, 0))
+                for name, age in (await repo.oldest_by_state()).items():
+                    metrics.oldest_in_state.labels(name).set(age)
                 backlog.set(await app[RELAY].backlog())
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("gauges_unknown", error=f"{type(exc).__name__}: {exc}")
@@ -217,6 +221,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     loops.add("state_topics", read_state, restart_delay=2.0)
     loops.add("gauges", gauges, restart_delay=5.0)
     loops.add("intake", consume_requests, restart_delay=2.0)
+    metrics.workers.set(settings.workers)
     for n in range(settings.workers):
         loops.add(f"worker-{n}", lambda _stopping, n=n: worker.run(n), restart_delay=1.0)  # type: ignore[misc]
     app[LOOPS] = loops

@@ -50,12 +50,14 @@ class Posts:
         status_topic: str,
         dead_letters: DeadLetters,
         on_transition: Callable[[str], None] | None = None,
+        on_error: Callable[[str, str], None] | None = None,
     ) -> None:
         self._schema = schema
         self._t = f"{schema}.posts"
         self._status_topic = status_topic
         self._dead_letters = dead_letters
         self._on_transition = on_transition
+        self._on_error = on_error or (lambda _state, _code: None)
 
     def counted(self, state: str) -> None:
         if self._on_transition is not None:
@@ -98,6 +100,8 @@ class Posts:
         )
         value, headers = encode(EventType.post_status, data, correlation_id=row.correlation_id)
         await enqueue(db, self._schema, self._status_topic, row.post_id, value, headers)
+        if error is not None and data.state in (PostState.failed, PostState.rejected):
+            self._on_error(data.state.value, error.code)
 
     # ------------------------------------------------------------------------------ intake
 
@@ -324,6 +328,18 @@ class Posts:
             f"UPDATE {self._t} SET next_attempt_at = now() WHERE post_id = $1 AND next_attempt_at > now()",
             post_id,
         )
+
+    async def oldest_by_state(self, db: Executor) -> dict[str, float]:
+        """Seconds since the least recently changed post of each unfinished state changed (0: none)."""
+        rows = await db.fetch(
+            f"""
+            SELECT s.state, coalesce(extract(epoch FROM now() - min(p.updated_at)), 0)::float8 AS age
+            FROM unnest($1::text[]) AS s(state) LEFT JOIN {self._t} p ON p.state = s.state
+            GROUP BY s.state
+            """,
+            [s.value for s in PostState if not s.terminal],
+        )
+        return {r["state"]: float(r["age"]) for r in rows}
 
     async def count_by_state(self, db: Executor) -> dict[str, int]:
         rows = await db.fetch(f"SELECT state, count(*) AS n FROM {self._t} GROUP BY state")

@@ -49,6 +49,8 @@ class Metrics:
         self.chunk_retries = Counter(
             "tiktok_upload_chunk_retries", "Chunk PUT retries by cause", ["cause"], registry=r
         )
+        for cause in ("transport", "resync"):  # known causes exist from the start (0)
+            self.chunk_retries.labels(cause)
         self.bytes_sent = Counter("tiktok_upload_bytes", "Video bytes TikTok acknowledged", registry=r)
         self.webhooks = Counter(
             "publish_webhooks_total", "Webhook deliveries by outcome", ["outcome"], registry=r

@@ -231,8 +231,12 @@ async def test_refresh_requested_event_refreshes_now_and_storms_collapse(
         )
         assert (await db_rows(database_url))[0]["token_version"] == 2
         assert token_calls(await sb.control.call_counts()) == 1
-        lags = [lag for a in auths for lag in _lags(a)]
-        assert lags and all(lag == 0 for lag in lags)  # tiktok_consumer_lag: all handled
+        # tiktok_consumer_lag (committed vs end offsets, on the loop's 5 s timer): all handled.
+        await wait_for(
+            lambda: (lags := [lag for a in auths for lag in _lags(a)]) and all(lag == 0 for lag in lags),
+            timeout=20,
+            description="consumer lag 0 on every replica",
+        )
         # A request that saw the current version refreshes again.
         await _request_refresh(
             stack.kafka_bootstrap,

@@ -4,7 +4,9 @@
 #                       the contract check's npm deps
 #   make lock           refresh requirements/*.txt (every transitive pin, with hashes) from pyproject.toml
 #   make stack-up       start Kafka, PostgreSQL, SeaweedFS on 127.0.0.1 (idempotent); writes .stack/env
-#   make stack-down     stop them
+#   make stack-up-secure   a secured three-node Kafka beside it (SASL_SSL, ACLs, RF 3); writes
+#                       .stack/kafka-secure/env and one <user>.env per Kafka user
+#   make stack-down     stop them (the secured cluster too)
 #   make stack-status   show what runs
 #   make lint           ruff
 #   make typecheck      mypy (configuration in pyproject.toml)
@@ -37,8 +39,8 @@ INSTALL_STAMP := $(VENV)/.installed
 LOCK := requirements/dev.txt
 IMAGE ?= localhost/tiktok-pipeline:dev
 
-.PHONY: help install system-deps python-deps kafka-jars node-deps stack-up stack-down stack-status stack-env \
-	lint typecheck compose-check deploy-check test test-fast clean-stack demo bench soak \
+.PHONY: help install system-deps python-deps kafka-jars node-deps stack-up stack-up-secure stack-down stack-status \
+	stack-env lint typecheck compose-check deploy-check test test-fast clean-stack demo bench soak \
 	lock image image-test up down
 
 help:
@@ -75,6 +77,9 @@ node-deps:
 
 stack-up: python-deps
 	$(STACK) up
+
+stack-up-secure: python-deps
+	scripts/stack/kafka-secure.sh up
 
 stack-down:
 	$(STACK) down

@@ -187,7 +187,7 @@ async def scenario(
     ports = [free_port() for _ in range(replicas)]
     async with contextlib.AsyncExitStack() as stack, aiohttp.ClientSession(trust_env=False) as http:
         for i, port in enumerate(ports):
-            env = {**base_env, "HTTP_PORT": str(port), "AUTH_INSTANCE_ID": f"bench-{replicas}-{i}"}
+            env = {**base_env, "HTTP_PORT": str(port), "INSTANCE_ID": f"bench-{replicas}-{i}"}
             command = [sys.executable, "-m", "auth_service"]
             if profile:
                 command[1:1] = ["-m", "cProfile", "-o", str(logs / f"auth-{replicas}-{i}.prof")]
@@ -312,9 +312,9 @@ async def main() -> None:
 
 
 async def _delete_topics(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
+    from common.kafka.clients import new_admin
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = new_admin(bootstrap)
     await admin.start()
     try:
         topics = [t for t in await admin.list_topics() if t.startswith(prefix)]

@@ -146,9 +146,9 @@ async def main(sizes_mb: list[int], chunk_mib: int) -> None:
 
 
 async def _cleanup(endpoints: StackEndpoints, prefix: str, bucket: str, h: Harness) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
+    from common.kafka.clients import new_admin
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
+    admin = new_admin(endpoints.kafka_bootstrap)
     await admin.start()
     try:
         await admin.delete_topics([s.name for s in standard_topics(prefix).values()])

@@ -3,7 +3,9 @@
 Ciphertext format: ``v1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>``. The key id names which key
 of the ring decrypts it. The associated data binds the ciphertext to one account and one purpose
 (``access_token``, ``refresh_token``, ``transport``), so a ciphertext moved to another row or used
-for another purpose fails to decrypt.
+for another purpose fails to decrypt. An access token on ``tiktok.access-tokens`` is also bound to its
+``token_version`` (:func:`transport_purpose`), so a genuine older record replayed with a rewritten,
+higher version does not open and is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from common.errors import ConfigError, PipelineError
 
 _KID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def transport_purpose(token_version: int) -> str:
+    """The purpose an access token is sealed for on Kafka: the transport key, bound to its version."""
+    return f"transport:v{token_version}"
 
 
 class DecryptionFailed(PipelineError):
@@ -108,6 +115,13 @@ class TokenCipher:
             return aead.decrypt(blob[:12], blob[12:], self._aad(account_id, purpose)).decode()
         except (InvalidTag, binascii.Error, ValueError, IndexError):
             raise DecryptionFailed("the ciphertext does not open for this account and purpose") from None
+
+    def knows_key_of(self, ciphertext: str) -> bool:
+        """Whether the key ring holds the key this ciphertext names (False for a malformed one)."""
+        try:
+            return self.key_id_of(ciphertext) in self._aead
+        except DecryptionFailed:
+            return False
 
     def needs_rotation(self, ciphertext: str) -> bool:
         return self.key_id_of(ciphertext) != self._ring.active_id

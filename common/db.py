@@ -8,23 +8,32 @@ replicas that start together take turns: the first applies, the others find noth
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
 
-from common.errors import PipelineError
+from common.errors import DatabaseUnavailable, PipelineError, database_away
 
 log = structlog.get_logger(__name__)
 
 # asyncpg ships no type information; these aliases say what is meant where the type is ``Any``.
 Pool = asyncpg.Pool
 Connection = asyncpg.Connection
+
+REFUSED_VALUE: tuple[type[Exception], ...] = (
+    asyncpg.DataError,  # PostgreSQL refused a value (SQLSTATE class 22: out of range, bad text)
+    asyncpg.exceptions._base.DataError,  # asyncpg could not encode an argument (an int over 64 bits)
+)
+"""A value the database will refuse every time: never transient, whatever else the error is."""
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _MIGRATION_FILE = re.compile(r"(?P<version>[0-9]{4})_(?P<name>[a-z0-9_]+)\.sql")
@@ -40,6 +49,82 @@ class MigrationChecksumMismatch(MigrationError):
     """A file that was already applied has changed since: fix the file, never edit history."""
 
     code = "migration_checksum_mismatch"
+
+
+C = TypeVar("C", bound=type)
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """The ``DatabaseUnavailable`` a connection-level error means (refused, lost, too many connections,
+    a closed pool, cannot connect now), or None: a refused statement stays what it is."""
+    if isinstance(exc, PipelineError) or not database_away(exc):
+        return None
+    return DatabaseUnavailable(f"PostgreSQL is unavailable: {type(exc).__name__}: {exc}"[:300])
+
+
+def database_edge(cls: C) -> C:
+    """Class decorator for a repository (or its unit of work): every coroutine method, and every
+    method returning an async context manager (``transaction()``, ``savepoint()``), raises
+    ``DatabaseUnavailable`` (chained to asyncpg's error) where the database is away, so the layers
+    above see one transient error and never an asyncpg type."""
+    for name in dir(cls):
+        if name.startswith("__"):
+            continue
+        attr = inspect.getattr_static(cls, name)
+        if isinstance(attr, property | staticmethod | classmethod) or not callable(attr):
+            continue
+        if inspect.iscoroutinefunction(attr):
+            setattr(cls, name, _translating(attr))
+        elif inspect.isasyncgenfunction(getattr(attr, "__wrapped__", None)):
+            setattr(cls, name, _translating_context(attr))
+    return cls
+
+
+def _translating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except Exception as exc:
+            if (translated := unavailable(exc)) is not None:
+                raise translated from exc
+            raise
+
+    return call
+
+
+def _translating_context(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> _Edge:
+        return _Edge(method(*args, **kwargs))
+
+    return call
+
+
+class _Edge:
+    """An async context manager whose entry and exit (acquire, commit) translate like the methods."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await self._inner.__aenter__()
+        except Exception as exc:
+            if (translated := unavailable(exc)) is not None:
+                raise translated from exc
+            raise
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        try:
+            result: bool | None = await self._inner.__aexit__(exc_type, exc, tb)
+        except Exception as error:
+            if error is not exc and (translated := unavailable(error)) is not None:
+                raise translated from error
+            raise
+        return result
 
 
 def validate_identifier(name: str) -> str:

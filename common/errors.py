@@ -78,22 +78,44 @@ class DatabaseUnavailable(TransientError):
     code = "database_unavailable"
 
 
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    OSError,
-    TimeoutError,
+DATABASE_AWAY: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,  # connect or command timeout
+    asyncpg.PostgresConnectionError,  # class 08: connection lost, cannot connect, rejected
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, out of memory/disk
+    asyncpg.exceptions.CannotConnectNowError,  # 57P03: starting up, shutting down, in recovery
+    asyncpg.exceptions.AdminShutdownError,  # 57P01
+    asyncpg.exceptions.CrashShutdownError,  # 57P02
 )
-"""What a lost or restarting PostgreSQL looks like through asyncpg (the only hand-kept list)."""
+"""What a lost, restarting or overloaded PostgreSQL looks like through asyncpg (the one hand-kept list)."""
+
+DATABASE_TRY_AGAIN: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock
+    asyncpg.exceptions.LockNotAvailableError,  # 55P03: lock_timeout
+    asyncpg.exceptions.QueryCanceledError,  # 57014: statement_timeout, a cancelled backend
+)
+"""A refusal of this attempt only: the same statement may pass on the next try."""
+
+
+def database_away(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is unreachable for now (not that it refused a statement)."""
+    if isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
+        return False
+    if isinstance(exc, asyncpg.InterfaceError):
+        # A pool or connection closed under us (a restart, a shutdown); other interface errors are bugs.
+        text = str(exc)
+        return "closed" in text or "closing" in text
+    return isinstance(exc, DATABASE_AWAY)
 
 
 def is_retriable(exc: BaseException) -> bool:
     """Whether trying the same thing again later can help: the one rule every retry loop asks.
 
-    A ``PipelineError`` says so itself (``retriable``); asyncpg's and the socket layer's errors
-    (``DATABASE_ERRORS``) are a dependency that is away; anything else is a bug or a refusal.
+    A ``PipelineError`` says so itself (``retriable``); a database that is away (``database_away``)
+    or a transaction it rolled back for now (``DATABASE_TRY_AGAIN``) can pass later. Anything else is a
+    bug or a refusal that comes again on every try: a ``DataError``, an integrity violation, a syntax
+    error or a missing table is not retried (a loop that retried it would stall on one bad record).
     """
     if isinstance(exc, PipelineError):
         return exc.retriable
-    return isinstance(exc, DATABASE_ERRORS)
-
+    return database_away(exc) or isinstance(exc, DATABASE_TRY_AGAIN)

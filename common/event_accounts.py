@@ -8,16 +8,27 @@ from enum import StrEnum
 from pydantic import ConfigDict, Field
 from pydantic.config import JsonDict
 
-from common.event_fields import JsonInt, Timestamp
+from common.event_fields import Timestamp, Version
 from common.event_posts import Frozen
 
 
 class AccountStatus(StrEnum):
-    """connected: posts can go; reauth_required: the creator must connect again; disconnected: gone."""
+    """connected: posts can go; reauth_required: the creator must connect again; disconnected: gone;
+    revoked: gone because the creator removed the app's access in TikTok (``authorization.removed``).
+    revoke_pending: disconnected here, the grant's revocation at TikTok is still being retried (the
+    account events say disconnected; only auth_service's API shows this state)."""
 
     connected = "connected"
     reauth_required = "reauth_required"
     disconnected = "disconnected"
+    revoked = "revoked"
+    revoke_pending = "revoke_pending"
+
+
+AUTHORIZATION_REMOVED = "authorization_removed"
+"""The ``reason`` of a refresh request that relays TikTok's ``authorization.removed`` webhook from
+publish_service (which receives the app's webhooks) to auth_service: the grant is gone, so auth_service
+forgets the account (status ``revoked``) instead of refreshing it."""
 
 
 _ACCOUNT_EXAMPLE: JsonDict = {
@@ -45,7 +56,7 @@ class AccountData(Frozen):
     display_name: str | None = Field(default=None, description="The creator's display name, if known.")
     access_expires_at: Timestamp | None = Field(default=None, description="When the access token expires.")
     refresh_expires_at: Timestamp | None = Field(default=None, description="When the refresh token expires.")
-    token_version: JsonInt = Field(default=0, description="Increases with every new access token.")
+    token_version: Version = Field(default=0, description="Increases with every new access token.")
     reason: str | None = Field(default=None, description="Why the account needs reauth or was disconnected.")
 
 
@@ -67,7 +78,7 @@ class AccessTokenData(Frozen):
     account_id: str = Field(description="auth_service's id of the account (the Kafka key).")
     open_id: str = Field(description="TikTok's id of the creator for this app.")
     scopes: list[str] = Field(description="The scopes this token carries.")
-    token_version: JsonInt = Field(ge=0, description="Newer tokens have higher versions; keep the highest.")
+    token_version: Version = Field(description="Newer tokens have higher versions; keep the highest.")
     expires_at: Timestamp = Field(description="When this access token expires.")
     ciphertext: str = Field(
         description="The token, AES-256-GCM under the transport key (v1.<key id>.<base64url>); the "
@@ -85,7 +96,10 @@ class RefreshRequestedData(Frozen):
     )
 
     account_id: str = Field(description="The account whose token TikTok refused.")
-    reason: str = Field(description="What TikTok said, e.g. access_token_invalid.")
-    seen_token_version: JsonInt | None = Field(
+    reason: str = Field(
+        description="What TikTok said, e.g. access_token_invalid; authorization_removed relays TikTok's "
+        "authorization.removed webhook: the account is forgotten (revoked), not refreshed."
+    )
+    seen_token_version: Version | None = Field(
         default=None, description="The token version that was refused; a newer one makes this a no-op."
     )

@@ -152,6 +152,9 @@ def _json_int(value: Any) -> Any:
 JSON_INT = BeforeValidator(_json_int)
 JsonInt = Annotated[int, JSON_INT]
 NonNegativeInt = Annotated[int, Field(ge=0), JSON_INT]
+MAX_BIGINT = 2**63 - 1
+Version = Annotated[int, Field(ge=0, le=MAX_BIGINT), JSON_INT]
+"""A token version: it must fit the signed 64-bit columns (``bigint``) both services keep it in."""
 """Bounds go before JSON_INT: after it (or on an optional field's Field) pydantic writes them into the
 schema as "ge"/"le", which no JSON Schema reader knows."""
 JsonBool = StrictBool

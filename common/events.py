@@ -24,7 +24,13 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from common.errors import InvalidInput
-from common.event_accounts import AccessTokenData, AccountData, AccountStatus, RefreshRequestedData
+from common.event_accounts import (
+    AUTHORIZATION_REMOVED,
+    AccessTokenData,
+    AccountData,
+    AccountStatus,
+    RefreshRequestedData,
+)
 from common.event_fields import (
     MAX_EVENT_BYTES,
     MAX_JSON_DEPTH,
@@ -54,6 +60,7 @@ from common.event_posts import (
 )
 
 __all__ = [
+    "AUTHORIZATION_REMOVED",
     "DATA_MODELS",
     "MAX_EVENT_BYTES",
     "MAX_JSON_DEPTH",

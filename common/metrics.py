@@ -28,6 +28,7 @@ class SharedMetrics:
     api_seconds: Histogram
     outbox_backlog: Gauge
     consumer_lag: Gauge
+    state_event_bad: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> SharedMetrics:
@@ -59,6 +60,12 @@ class SharedMetrics:
                 "tiktok_consumer_lag",
                 "Records on a partition this replica has not handled yet",
                 ["topic", "partition"],
+                registry=registry,
+            ),
+            state_event_bad=Counter(
+                "state_event_bad",
+                "Records on a state topic skipped because they cannot be applied, by topic and code",
+                ["topic", "code"],
                 registry=registry,
             ),
         )

@@ -27,7 +27,7 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, set_span_in_context
 
 from common.backoff import Backoff
-from common.db import advisory_lock_key, validate_identifier
+from common.db import Connection, advisory_lock_key, validate_identifier
 from common.errors import InvalidInput, PipelineError, is_retriable
 from common.kafka import Delivered, KafkaError, OutgoingMessage, Producer
 from common.tasks import sleep_or_stop, wait_or_stop
@@ -91,7 +91,7 @@ def _decode_headers(raw: str | None) -> list[tuple[str, bytes]]:
 
 
 async def enqueue(
-    conn: Any,
+    conn: Connection,
     schema: str,
     topic: str,
     key: bytes | str,
@@ -203,7 +203,7 @@ class OutboxRelay:
         self.last_error = f"{type(error).__name__}: {error}"[:200]
         log.warning(event, schema=self.schema, error=self.last_error, in_a_row=self.failures_in_a_row)
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
+    def _on_notify(self, _conn: Connection, _pid: int, _channel: str, _payload: str) -> None:
         self._wake.set()
 
     async def _run_with_connection(self, stopping: asyncio.Event) -> None:
@@ -226,7 +226,7 @@ class OutboxRelay:
                     await conn.remove_listener(channel, self._on_notify)
                     await conn.execute("SELECT pg_advisory_unlock($1::bigint)", self._lock_key)
 
-    async def _relay(self, conn: Any, stopping: asyncio.Event) -> None:
+    async def _relay(self, conn: Connection, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             self._wake.clear()
             rows = await conn.fetch(
@@ -245,7 +245,7 @@ class OutboxRelay:
             self._note_failure("outbox_relay_send_failed", failed)
             await sleep_or_stop(stopping, self._backoff.delay(self.failures_in_a_row))
 
-    async def _publish(self, conn: Any, rows: Sequence[Any]) -> KafkaError | None:
+    async def _publish(self, conn: Connection, rows: Sequence[Any]) -> KafkaError | None:
         """Send ``rows``; delete the delivered ones; return the first failure, if any."""
         spans = [_publish_span(r["topic"], r["trace_context"]) for r in rows]
         messages = [

@@ -10,7 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+import structlog
+
 from common.errors import ConfigError
+
+log = structlog.get_logger(__name__)
 
 
 class Secret:
@@ -42,14 +46,29 @@ class Secret:
 class EnvReader:
     """Typed accessors over an environment mapping (``os.environ`` by default).
 
-    A default of ``None`` means the variable is required.
+    A default of ``None`` means the variable is required. ``renamed`` maps a variable's name to the
+    name it had before (``{"SHUTDOWN_DEADLINE_S": "AUTH_SHUTDOWN_DEADLINE_S"}``): for one release the
+    old name is still read when the new one is not set, with a ``setting_renamed`` warning.
     """
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, *, renamed: Mapping[str, str] | None = None
+    ) -> None:
         self._env = os.environ if environ is None else environ
+        self._renamed = dict(renamed or {})
+        self.deprecated_used: list[str] = []
+        """Old names that were read (each also logged)."""
 
     def _raw(self, name: str, required: bool) -> str | None:
         value = self._env.get(name)
+        old = self._renamed.get(name)
+        if (value is None or value.strip() == "") and old is not None:
+            value = self._env.get(old)
+            if value is not None and value.strip() != "":
+                self.deprecated_used.append(old)
+                log.warning("setting_renamed", old=old, new=name, note=f"{old} is deprecated: set {name}")
+        elif old is not None and self._env.get(old, "").strip():
+            log.warning("setting_renamed_ignored", old=old, new=name, note=f"{name} is set; {old} is ignored")
         if value is None or value.strip() == "":
             if required:
                 raise ConfigError(f"environment variable {name} is required but not set")

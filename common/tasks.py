@@ -43,7 +43,12 @@ class Runnable(Protocol):
 
 
 class NotReady(RuntimeError):
-    """Raised by ``BackgroundLoops.check``; the message names each unhealthy loop."""
+    """Raised by ``BackgroundLoops.check``; the message names each unhealthy loop (for the log),
+    ``parts`` names them only (what an unauthenticated ``/readyz`` may show)."""
+
+    def __init__(self, message: str, parts: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.parts = parts
 
 
 @dataclass
@@ -56,6 +61,7 @@ class _Loop:
     crashes: int = 0
     crashes_in_a_row: int = 0
     last_error: str | None = None
+    running_since: float | None = None
 
 
 @dataclass
@@ -65,6 +71,9 @@ class BackgroundLoops:
     """This many crashes in a row make the loop unhealthy."""
     stable_after: float = 60.0
     """A run that lasted this long before it crashed starts the count again."""
+    recovered_after: float = 10.0
+    """A crash-looping part whose current run has lasted this long counts as healthy again for
+    ``check()`` (a relay that recovered runs on without returning, so no new crash resets the count)."""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _loops: dict[str, _Loop] = field(default_factory=dict)
 
@@ -77,6 +86,7 @@ class BackgroundLoops:
     async def _supervise(self, loop: _Loop) -> None:
         while not self.stopping.is_set():
             started = time.monotonic()
+            loop.running_since = started
             try:
                 await loop.run(self.stopping)
                 if self.stopping.is_set():
@@ -86,6 +96,7 @@ class BackgroundLoops:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                loop.running_since = None
                 loop.crashes += 1
                 if time.monotonic() - started >= self.stable_after:
                     loop.crashes_in_a_row = 0
@@ -124,17 +135,21 @@ class BackgroundLoops:
         for loop in self._loops.values():
             if loop.task is None or loop.task.done():
                 found[loop.name] = "not running"
-            elif loop.crashes_in_a_row >= self.crash_limit:
+            elif loop.crashes_in_a_row >= self.crash_limit and not self._recovered(loop):
                 found[loop.name] = f"crashed {loop.crashes_in_a_row} times in a row, last: {loop.last_error}"
             elif loop.health is not None and (problem := loop.health()) is not None:
                 found[loop.name] = problem
         return found
 
+    def _recovered(self, loop: _Loop) -> bool:
+        since = loop.running_since
+        return since is not None and time.monotonic() - since >= self.recovered_after
+
     async def check(self) -> None:
         """For ``/readyz``: raise ``NotReady`` naming every unhealthy loop."""
         found = self.problems()
         if found:
-            raise NotReady("; ".join(f"{name}: {problem}" for name, problem in found.items()))
+            raise NotReady("; ".join(f"{name}: {problem}" for name, problem in found.items()), tuple(found))
 
 
 async def sleep_or_stop(stopping: asyncio.Event, seconds: float) -> bool:
@@ -154,3 +169,13 @@ async def wait_or_stop(event: asyncio.Event, stopping: asyncio.Event, seconds: f
             w.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
     return event.is_set()
+
+
+def started_after(event: asyncio.Event, run: Run) -> Run:
+    """``run``, started once ``event`` is set (returns at once if ``stopping`` comes first)."""
+
+    async def gated(stopping: asyncio.Event) -> None:
+        if await wait_or_stop(event, stopping):
+            await run(stopping)
+
+    return gated

@@ -20,6 +20,8 @@ from aiohttp import web
 
 from common.db import migrate
 from common.errors import ConfigError
+from common.kafka_provision import manage_topics_from_env
+from common.kafka_security import security_from_env
 from common.logging import configure_logging
 from publish_service.app import MIGRATIONS, create_app
 from publish_service.settings import Settings
@@ -38,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        security_from_env()  # the Kafka client settings: a missing or contradictory one stops here
+        manage_topics_from_env()
     except ConfigError as exc:
         print(f"configuration error: {exc.message}", file=sys.stderr)
         return 2

@@ -12,11 +12,10 @@ from common.outbox import OutboxRelay
 from common.s3 import ObjectStore
 from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient
-from publish_service.adapters.kafka_state import FullTopicReader
+from publish_service.adapters.kafka_state import FullTopicSource
 from publish_service.adapters.repository import Repository
 from publish_service.handlers.cancel import Cancellation
 from publish_service.handlers.webhooks import WebhookHandler
-from publish_service.handlers.worker import Worker
 from publish_service.metrics import Metrics
 from publish_service.settings import Settings
 
@@ -30,8 +29,7 @@ HTTP = web.AppKey("http_session", aiohttp.ClientSession)
 TIKTOK = web.AppKey("tiktok", TikTokClient)
 WEBHOOKS = web.AppKey("webhooks", WebhookHandler)
 CANCELLATION = web.AppKey("cancellation", Cancellation)
-WORKER = web.AppKey("worker", Worker)
-STATE_READER = web.AppKey("state_reader", FullTopicReader)
+STATE_READER = web.AppKey("state_reader", FullTopicSource)
 LOOPS = web.AppKey("loops", BackgroundLoops)
 RELAY_LOOPS = web.AppKey("relay_loops", BackgroundLoops)
 RELAY = web.AppKey("relay", OutboxRelay)

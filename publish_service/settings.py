@@ -12,9 +12,15 @@ from common.errors import ConfigError
 from common.kafka import DEFAULT_PARTITIONS
 from common.metrics_site import read_metrics_port
 from common.settings import EnvReader, Secret
+from common.settings_checks import api_key_strength, bounded_presign_ttl, https_unless_local, key_ring_entries
 from common.tiktok.chunks import DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK
+from common.tiktok.guard import DEFAULT_UPLOAD_DOMAINS
 
 SCHEMA = "publish"
+
+
+def default_instance_id() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -24,8 +30,7 @@ class Settings:
     tiktok_api_base: str
     tiktok_client_key: str
     tiktok_client_secret: Secret
-    transport_keys: Secret
-    transport_active_key_id: str | None
+    transport_keys: KeyRing = field(repr=False)
     s3_endpoint_url: str | None
     s3_access_key_id: str | None
     s3_secret_access_key: Secret
@@ -49,7 +54,8 @@ class Settings:
     """A post may arrive before its account's connect event: it waits this long before ``unknown_account``."""
     post_id_watch_s: float = 24 * 3600.0  # how long to keep polling for a public post id
     webhook_tolerance_s: float = 300.0
-    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    instance_id: str = field(default_factory=lambda: default_instance_id())
+    """Names this replica in leases (INSTANCE_ID); each worker task leases as ``<instance_id>/w<n>``."""
     log_level: str = "INFO"
     log_format: str = "json"
     kafka_partitions: int = DEFAULT_PARTITIONS
@@ -58,6 +64,11 @@ class Settings:
     tiktok_timeout_s: float = 30.0  # per API call; an init without an answer in time is "in doubt"
     upload_stall_timeout_s: float = 120.0  # a chunk PUT whose socket neither reads nor writes this long
     rate_window_s: float = 60.0  # TikTok's per-token window; a test sandbox may use a shorter one
+    tiktok_upload_domains: tuple[str, ...] = DEFAULT_UPLOAD_DOMAINS
+    webhook_receipts_keep_s: float = 7 * 24 * 3600.0  # > TikTok's 72 h of re-deliveries
+    housekeeping_interval_s: float = 600.0  # how often old webhook receipts are pruned
+    """TIKTOK_UPLOAD_DOMAINS: an init's upload_url must be https on a host under one of these (or on
+    TIKTOK_API_BASE's own origin, e.g. the sandbox); the media goes nowhere else."""
 
     @property
     def schema(self) -> str:
@@ -65,9 +76,6 @@ class Settings:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
-
-    def transport_ring(self) -> KeyRing:
-        return KeyRing.parse(self.transport_keys.get(), self.transport_active_key_id, name="TRANSPORT_KEYS")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,11 +87,14 @@ class Settings:
             database_url=env.secret("DATABASE_URL"),
             kafka_bootstrap_servers=env.string("KAFKA_BOOTSTRAP_SERVERS"),
             topic_prefix=env.optional("TOPIC_PREFIX") or "",
-            tiktok_api_base=env.string("TIKTOK_API_BASE"),
+            tiktok_api_base=env.string("TIKTOK_API_BASE", "https://open.tiktokapis.com"),
             tiktok_client_key=env.string("TIKTOK_CLIENT_KEY"),
             tiktok_client_secret=env.secret("TIKTOK_CLIENT_SECRET"),
-            transport_keys=env.secret("TRANSPORT_KEYS"),
-            transport_active_key_id=env.optional("TRANSPORT_ACTIVE_KEY_ID"),
+            transport_keys=KeyRing.parse(
+                env.secret("TRANSPORT_KEYS").get(),
+                env.optional("TRANSPORT_ACTIVE_KEY_ID"),
+                name="TRANSPORT_KEYS",
+            ),
             s3_endpoint_url=env.optional("S3_ENDPOINT_URL"),
             s3_access_key_id=env.optional("S3_ACCESS_KEY_ID"),
             s3_secret_access_key=env.secret("S3_SECRET_ACCESS_KEY", ""),
@@ -99,6 +110,7 @@ class Settings:
             chunk_size=chunk,
             lease_s=env.number("PUBLISH_LEASE_S", 60.0),
             shutdown_deadline_s=env.number("SHUTDOWN_DEADLINE_S", 20.0),
+            instance_id=env.optional("INSTANCE_ID") or default_instance_id(),
             token_wait_s=env.number("PUBLISH_TOKEN_WAIT_S", 120.0),
             unknown_account_grace_s=env.number("PUBLISH_UNKNOWN_ACCOUNT_GRACE_S", 60.0),
             post_id_watch_s=env.number("PUBLISH_POST_ID_WATCH_S", 24 * 3600.0),
@@ -106,12 +118,20 @@ class Settings:
             log_format=env.string("LOG_FORMAT", "json"),
             kafka_partitions=env.integer("KAFKA_PARTITIONS", DEFAULT_PARTITIONS),
             rate_window_s=env.number("TIKTOK_RATE_WINDOW_S", 60.0),
+            tiktok_upload_domains=env.strings("TIKTOK_UPLOAD_DOMAINS", DEFAULT_UPLOAD_DOMAINS),
+            webhook_receipts_keep_s=env.number("PUBLISH_WEBHOOK_RECEIPTS_KEEP_S", 7 * 24 * 3600.0),
+            housekeeping_interval_s=env.number("PUBLISH_HOUSEKEEPING_INTERVAL_S", 600.0),
             tiktok_timeout_s=env.number("TIKTOK_TIMEOUT_S", 30.0),
             upload_stall_timeout_s=env.number("PUBLISH_UPLOAD_STALL_TIMEOUT_S", 120.0),
             cap_retry_s=env.number("PUBLISH_CAP_RETRY_S", 900.0),
             init_doubt_grace_s=env.number("PUBLISH_INIT_DOUBT_GRACE_S", 600.0),
         )
-        settings.transport_ring()  # fail fast on a malformed key ring
+        key_ring_entries("TRANSPORT_KEYS", env.secret("TRANSPORT_KEYS").get())  # strict: #12.18
+        api_key_strength("API_KEY", settings.api_key.get())
+        https_unless_local(
+            "TIKTOK_API_BASE", settings.tiktok_api_base, allow_http=env.boolean("TIKTOK_ALLOW_HTTP", False)
+        )
+        bounded_presign_ttl("MEDIA_PRESIGN_TTL_S", settings.presign_ttl_s)
         if settings.lease_s <= settings.tiktok_timeout_s:
             # A worker waiting on a slow TikTok call must still hold its lease when the answer comes.
             raise ConfigError("PUBLISH_LEASE_S must be longer than TIKTOK_TIMEOUT_S")

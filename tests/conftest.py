@@ -44,6 +44,11 @@ MEDIA_BUCKET = "media"
 
 _REQUIRED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "S3_ENDPOINT_URL")
 
+# The services built in this process (tests/auth, tests/publish harnesses) read KAFKA_MANAGE_TOPICS
+# from os.environ: on the tests' stack they create their topics, as with the stack's env file (an env
+# file written before the variable existed lacks it). A test that wants otherwise sets it explicitly.
+os.environ.setdefault("KAFKA_MANAGE_TOPICS", "true")
+
 
 # The TikTok sandbox fixtures (`sandbox`, `sandbox_config`) come from the sandbox package.
 pytest_plugins = ["tiktok_sandbox.testing"]
@@ -70,6 +75,8 @@ class StackEndpoints:
             "S3_ACCESS_KEY_ID": self.s3_access_key_id,
             "S3_SECRET_ACCESS_KEY": self.s3_secret_access_key,
             "S3_REGION": self.s3_region,
+            # The local stack lets the services create their topics (production: create-topics).
+            "KAFKA_MANAGE_TOPICS": "true",
         }
 
 

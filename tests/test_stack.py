@@ -29,7 +29,10 @@ async def test_kafka_metadata_and_a_round_trip(stack: StackEndpoints, topic_pref
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-        assert topic in await wait_for(admin.list_topics, description=f"topic {topic} in metadata")
+        async def listed() -> bool:
+            return topic in await admin.list_topics()
+
+        await wait_for(listed, description=f"topic {topic} in metadata")
     finally:
         await admin.close()
 

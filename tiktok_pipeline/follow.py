@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka import errors as ak_errors
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
@@ -19,6 +18,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from common.errors import PipelineError
 from common.events import BadEvent, Envelope, PostState, PostStatusData, decode
 from common.kafka import translate_error
+from common.kafka.clients import new_consumer
 
 
 @dataclass
@@ -40,7 +40,7 @@ async def status_records(
     bootstrap: str, topic: str, *, from_beginning: bool = True, idle_timeout: float | None = None
 ) -> AsyncIterator[tuple[bytes | None, bytes | None]]:
     """Yield ``(key, value)`` of every record on the status topic, forever or until idle."""
-    consumer = AIOKafkaConsumer(
+    consumer = new_consumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",

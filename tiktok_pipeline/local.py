@@ -149,6 +149,7 @@ class LocalPipeline:
         return {
             "DATABASE_URL": self.database_url,
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "KAFKA_MANAGE_TOPICS": self.env.string("KAFKA_MANAGE_TOPICS", "true"),
             "TOPIC_PREFIX": self.prefix,
             "TIKTOK_API_BASE": self.sandbox_url,
             "TIKTOK_AUTHORIZE_URL": f"{self.sandbox_url}/v2/auth/authorize/",

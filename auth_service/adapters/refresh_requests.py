@@ -30,8 +30,16 @@ def log_invalid(item: Undecodable) -> None:
         "refresh_request_invalid",
         error_code=item.error.code,
         error=item.error.message,
+        partition=item.record.partition,
         offset=item.record.offset,
     )
+
+
+def skip_invalid(item: Undecodable, on_bad: Callable[[str, str], None] | None) -> None:
+    """Logged, and counted as ``state_event_bad{topic,code}``: it will never decode, so it is skipped."""
+    log_invalid(item)
+    if on_bad is not None:
+        on_bad(item.record.topic, item.error.code)
 
 
 def refresh_request_loop(
@@ -43,6 +51,7 @@ def refresh_request_loop(
     client_id: str | None = None,
     backoff: Backoff | None = None,
     on_lag: Callable[[str, int, int | None], None] | None = None,
+    on_bad: Callable[[str, str], None] | None = None,
 ) -> ConsumeLoop[RefreshRequest]:
     consumer = Consumer(
         bootstrap_servers,
@@ -58,5 +67,5 @@ def refresh_request_loop(
         handler,
         backoff=backoff or Backoff(initial=0.5, maximum=30.0, jitter=0.5),
         on_lag=on_lag,
-        on_undecodable=log_invalid,
+        on_undecodable=lambda item: skip_invalid(item, on_bad),
     )

@@ -7,12 +7,11 @@ not open.
 
 from __future__ import annotations
 
-from common.cipher import TokenCipher
+from common.cipher import TokenCipher, transport_purpose
 
 ACCESS = "access_token"
 REFRESH = "refresh_token"
 PKCE = "pkce_verifier"
-TRANSPORT = "transport"
 
 
 def pkce_binding(state_hash: bytes) -> str:
@@ -31,5 +30,8 @@ class Vault:
     def open(self, ciphertext: str, *, account_id: str, purpose: str) -> str:
         return self.tokens.decrypt(ciphertext, account_id=account_id, purpose=purpose)
 
-    def seal_for_transport(self, access_token: str, *, account_id: str) -> str:
-        return self.transport.encrypt(access_token, account_id=account_id, purpose=TRANSPORT)
+    def seal_for_transport(self, access_token: str, *, account_id: str, token_version: int) -> str:
+        """Sealed for ``tiktok.access-tokens``, bound to the account and to this token's version."""
+        return self.transport.encrypt(
+            access_token, account_id=account_id, purpose=transport_purpose(token_version)
+        )

@@ -25,6 +25,7 @@ restarts and any replica may make them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -37,8 +38,9 @@ from auth_service.domain.tokens import Claim, NewTokens
 from auth_service.handlers.ports import TikTokAuth
 from auth_service.metrics import Metrics
 from common.backoff import Backoff
+from common.db import REFUSED_VALUE
 from common.errors import is_retriable
-from common.events import Envelope, EventType, RefreshRequestedData
+from common.events import AUTHORIZATION_REMOVED, AccountStatus, Envelope, EventType, RefreshRequestedData
 from common.kafka import Decoded
 from common.tasks import sleep_or_stop, wait_or_stop
 from common.tiktok.errors import TikTokError, TikTokTransportError
@@ -145,6 +147,18 @@ class Refresher:
         ):
             try:
                 await self.on_requested(envelope.data, envelope.correlation_id)
+            except REFUSED_VALUE as exc:
+                # The database refuses a value in this record: it will every time, so it is skipped
+                # (counted and logged), never retried, and the records behind it go on.
+                self._metrics.shared.state_event_bad.labels(message.record.topic, "refused_by_database").inc()
+                log.warning(
+                    "state_event_bad",
+                    topic=message.record.topic,
+                    partition=message.record.partition,
+                    offset=message.record.offset,
+                    error_code="refused_by_database",
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                )
             except Exception as exc:
                 if is_retriable(exc):
                     raise
@@ -152,6 +166,8 @@ class Refresher:
 
     async def on_requested(self, data: RefreshRequestedData, correlation_id: str | None = None) -> str:
         """Handle ``tiktok.token.refresh-requested``; return what was done (for metrics and tests)."""
+        if data.reason == AUTHORIZATION_REMOVED:
+            return await self.forget_removed(data.account_id, correlation_id)
         claim = await self._repo.claim_requested(
             data.account_id,
             self._config.owner,
@@ -171,6 +187,24 @@ class Refresher:
         outcome = await self.refresh(claim, correlation_id=correlation_id)
         self._metrics.refresh_requests.labels("refreshed").inc()
         return outcome
+
+    async def forget_removed(self, account_id: str, correlation_id: str | None = None) -> str:
+        """The creator removed the app's access in TikTok (``authorization.removed``, relayed by
+        publish_service): the grant is gone, so there is nothing to refresh or revoke. The account is
+        forgotten, announced as ``revoked`` and its access token tombstoned, so posts for it fail with
+        ``account_revoked`` without calling TikTok."""
+        async with self._repo.transaction(correlation_id) as tx:
+            current = await tx.lock(account_id)
+            if current is None:
+                self._metrics.refresh_requests.labels("skipped").inc()
+                return "unknown_account"
+            await tx.delete(account_id)
+            revoked = dataclasses.replace(current, status=AccountStatus.revoked)
+            await tx.emit_account(EventType.account_disconnected, revoked, reason=AUTHORIZATION_REMOVED)
+            await tx.emit_access_token_tombstone(account_id)
+        self._metrics.refresh_requests.labels("revoked").inc()
+        log.info("account_authorization_removed", account_id=account_id)
+        return "revoked"
 
     # ---------------------------------------------------------------- one refresh
 
@@ -275,9 +309,10 @@ class Refresher:
 
 
 class Housekeeping:
-    """Drops OAuth states a day after they were created (they are useless after 10 minutes), hourly."""
+    """Drops OAuth states an hour after they were created (useless after 10 minutes), every 10 minutes:
+    with the cap on live states the table stays bounded (#12.11)."""
 
-    def __init__(self, repo: Repository, *, every_s: float = 3600.0, keep_s: float = 86_400.0) -> None:
+    def __init__(self, repo: Repository, *, every_s: float = 600.0, keep_s: float = 3600.0) -> None:
         self._repo = repo
         self._every_s = every_s
         self._keep_s = keep_s

@@ -4,7 +4,8 @@ One module per concern, all re-exported here:
 
 - ``clients``: the one place aiokafka clients are constructed;
 - ``errors``: aiokafka's errors translated into a small tree (``KafkaUnavailable`` is transient);
-- ``topics``: topic names, ``standard_topics`` and ``ensure_topics`` (the admin client);
+- ``topics``: topic names, ``standard_topics``, ``ensure_topics`` and ``TopicGate`` (the admin client);
+- ``incremental``: IncrementalAlterConfigs, so changing a topic never wipes an operator's settings;
 - ``producer``: ``Producer`` (idempotent, acknowledged sends, per-partition ordered batches);
 - ``consumer``: ``Consumer`` (group member, commits only what it is told);
 - ``consume``: ``ConsumeLoop``, decode → typed handler → commit → lag, for every service.
@@ -30,9 +31,13 @@ from common.kafka.topics import (
     TOPIC_TOKEN_REFRESH_REQUESTED,
     TopicAction,
     TopicGate,
+    TopicPlan,
     TopicSpec,
     describe_topic_config,
     ensure_topics,
+    missing_topic_reason,
+    missing_topics,
+    plan_topic,
     standard_topics,
 )
 
@@ -60,10 +65,14 @@ __all__ = [
     "TopicAction",
     "TopicGate",
     "TopicPartition",
+    "TopicPlan",
     "TopicSpec",
     "Undecodable",
     "describe_topic_config",
     "ensure_topics",
+    "missing_topic_reason",
+    "missing_topics",
+    "plan_topic",
     "standard_topics",
     "translate_error",
 ]

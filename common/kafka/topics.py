@@ -1,4 +1,8 @@
-"""Topic names and provisioning: ``standard_topics`` says what DESIGN.md wants, ``ensure_topics`` does it."""
+"""Topic names and provisioning: ``standard_topics`` says what DESIGN.md wants, ``ensure_topics`` does it.
+
+Existing topics are changed only through IncrementalAlterConfigs (``common.kafka.incremental``): the
+keys a spec names are SET, every other setting (an operator's, Strimzi's) keeps its value.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from common.backoff import Backoff
 from common.kafka.clients import new_admin
 from common.kafka.errors import KafkaError, KafkaUnavailable, translate_error
+from common.kafka.incremental import incremental_set
 from common.tasks import Run, sleep_or_stop, wait_or_stop
 
 log = structlog.get_logger(__name__)
@@ -32,6 +37,7 @@ TOPIC_POST_REQUESTED_DLQ = "tiktok.post.requested.dlq"
 # One default everywhere (the CLI, publish_service, the manifests): the most consumers a group can use.
 DEFAULT_PARTITIONS = 6
 
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -43,7 +49,35 @@ class TopicSpec:
 class TopicAction(StrEnum):
     CREATED = "created"
     UNCHANGED = "unchanged"
-    ALTERED = "altered"
+    UPDATED = "updated"
+    ALTERED = "updated"  # the older name of UPDATED (an alias: the same member)
+
+
+@dataclass(frozen=True)
+class TopicPlan:
+    """What :func:`plan_topic` decided for one topic."""
+
+    action: TopicAction
+    changes: Mapping[str, str]
+
+
+def plan_topic(spec: TopicSpec, exists: bool, current: Mapping[str, str]) -> TopicPlan:
+    """Pure: create a missing topic; for an existing one, SET only the keys of the spec that differ.
+
+    Keys the spec does not name are never touched, whatever their value.
+    """
+    if not exists:
+        return TopicPlan(TopicAction.CREATED, dict(spec.config))
+    changes = {k: v for k, v in spec.config.items() if current.get(k) != v}
+    return TopicPlan(TopicAction.UPDATED if changes else TopicAction.UNCHANGED, changes)
+
+
+def missing_topic_reason(absent: Iterable[str]) -> str:
+    """Pure: the readiness reason for topics this client cannot see (naming each)."""
+    return (
+        f"Kafka topic missing (or not visible to this user): {', '.join(sorted(absent))}; create it with "
+        "`tiktok-pipeline create-topics` or set KAFKA_MANAGE_TOPICS=true"
+    )
 
 
 def standard_topics(
@@ -81,12 +115,12 @@ async def ensure_topics(
     alter_config: bool = True,
     request_timeout_ms: int = 30_000,
 ) -> dict[str, TopicAction]:
-    """Create the missing topics; bring the config of existing ones to their spec.
+    """Create the missing topics; bring the settings the specs name to their value on existing ones.
 
-    Existing topics whose config differs are altered when ``alter_config`` (Kafka's AlterConfigs
-    sets the topic's whole override set, so the spec must list every override the topic should
-    keep). Partition counts are never changed: that would move keys to other partitions and break
-    per-key ordering, so a mismatch is only logged.
+    When ``alter_config``, the keys of a spec that differ are SET with IncrementalAlterConfigs; keys
+    the spec does not name are never touched, so an operator's settings survive. Partition counts
+    are never changed: that would move keys to other partitions and break per-key ordering, so a
+    mismatch is only logged.
     """
     wanted = {s.name: s for s in specs}
     admin = new_admin(bootstrap_servers, request_timeout_ms=request_timeout_ms)
@@ -156,29 +190,21 @@ async def _wait_until_known(admin: Any, topics: list[str], within: float = 30.0)
 
 
 async def _reconcile(admin: Any, spec: TopicSpec, *, alter_config: bool) -> TopicAction:
-    current = await describe_topic_config(admin, spec.name)
-    drift = {k: v for k, v in spec.config.items() if current.get(k) != v}
+    plan = plan_topic(spec, True, await describe_topic_config(admin, spec.name))
     described = await admin.describe_topics([spec.name])
     partitions = len(described[0]["partitions"]) if described else 0
     if partitions and partitions != spec.partitions:
         log.warning(
             "kafka_topic_partitions_differ", topic=spec.name, actual=partitions, wanted=spec.partitions
         )
-    if not drift:
+    if not plan.changes:
         return TopicAction.UNCHANGED
     if not alter_config:
-        log.warning("kafka_topic_config_differs", topic=spec.name, differs=sorted(drift))
+        log.warning("kafka_topic_config_differs", topic=spec.name, differs=sorted(plan.changes))
         return TopicAction.UNCHANGED
-    responses = await admin.alter_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=dict(spec.config))]
-    )
-    for response in responses:
-        for error_code, error_message, *_ in response.resources:
-            if error_code != 0:
-                error = ak_errors.for_code(error_code)
-                raise translate_error(error(f"altering topic {spec.name}: {error_message}"))
-    log.info("kafka_topic_config_altered", topic=spec.name, changed=sorted(drift))
-    return TopicAction.ALTERED
+    await incremental_set(admin, spec.name, plan.changes)
+    log.info("kafka_topic_config_set", topic=spec.name, changed=sorted(plan.changes))
+    return TopicAction.UPDATED
 
 
 async def describe_topic_config(admin: Any, topic: str) -> dict[str, str]:
@@ -195,11 +221,28 @@ async def describe_topic_config(admin: Any, topic: str) -> dict[str, str]:
     return config
 
 
+async def missing_topics(
+    bootstrap_servers: str, names: Iterable[str], *, request_timeout_ms: int = 10_000
+) -> list[str]:
+    """Which of ``names`` this client cannot see (absent, or not described to it by the ACLs)."""
+    admin = new_admin(bootstrap_servers, request_timeout_ms=request_timeout_ms)
+    try:
+        await admin.start()
+        present = set(await admin.list_topics())
+        return sorted(set(names) - present)
+    except ak_errors.KafkaError as e:
+        raise translate_error(e) from e
+    finally:
+        await admin.close()
+
+
 class TopicGate:
     """Ensures a set of topics once, retrying while Kafka is away; other parts wait for it.
 
     ``ensure(stopping)`` returns True once the topics exist as specified (at once after the first
-    success), False if ``stopping`` was set first. ``health()`` names the problem after
+    success), False if ``stopping`` was set first. With ``manage`` (``KAFKA_MANAGE_TOPICS=true``) it
+    creates them and SETs the settings they own; without, it only waits until an operator has
+    created them. ``health()`` names a missing topic at once, any other problem after
     ``unhealthy_after`` failed tries in a row, for ``/readyz``.
     """
 
@@ -212,6 +255,8 @@ class TopicGate:
         request_timeout_ms: int = 10_000,
         backoff: Backoff = Backoff(initial=1.0, maximum=30.0, jitter=0.2),  # noqa: B008 - frozen
         unhealthy_after: int = 3,
+        manage: bool = True,
+        recheck_missing_s: float = 5.0,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._specs = list(specs)
@@ -219,6 +264,9 @@ class TopicGate:
         self._request_timeout_ms = request_timeout_ms
         self._backoff = backoff
         self._unhealthy_after = unhealthy_after
+        self._manage = manage
+        self._recheck_missing_s = recheck_missing_s
+        self.missing: list[str] = []
         self.ready = asyncio.Event()
         self.failures_in_a_row = 0
         self.last_error: str | None = None
@@ -228,12 +276,23 @@ class TopicGate:
             if stopping.is_set():
                 return False
             try:
-                await ensure_topics(
-                    self._bootstrap,
-                    self._specs,
-                    alter_config=self._alter_config,
-                    request_timeout_ms=self._request_timeout_ms,
-                )
+                if self._manage:
+                    await ensure_topics(
+                        self._bootstrap,
+                        self._specs,
+                        alter_config=self._alter_config,
+                        request_timeout_ms=self._request_timeout_ms,
+                    )
+                else:
+                    self.missing = await missing_topics(
+                        self._bootstrap,
+                        [s.name for s in self._specs],
+                        request_timeout_ms=self._request_timeout_ms,
+                    )
+                    if self.missing:
+                        log.warning("kafka_topics_missing", topics=self.missing)
+                        await sleep_or_stop(stopping, self._recheck_missing_s)
+                        continue
             except KafkaError as exc:
                 if not exc.retriable:
                     raise
@@ -269,6 +328,8 @@ class TopicGate:
         return gated
 
     def health(self) -> str | None:
+        if self.missing:
+            return missing_topic_reason(self.missing)
         if self.failures_in_a_row < self._unhealthy_after:
             return None
         return f"topics not ensured after {self.failures_in_a_row} tries, last: {self.last_error}"

@@ -17,6 +17,7 @@ import aiohttp
 
 from common.tiktok import answers
 from common.tiktok.errors import TikTokError, TikTokTransportError
+from common.tiktok.guard import DEFAULT_UPLOAD_DOMAINS, check_redirect, check_upload_url, read_limited
 from common.tiktok.models import (
     USER_FIELDS_BASIC,
     USER_FIELDS_PROFILE,
@@ -55,8 +56,10 @@ class TikTokClient:
         timeout: float = 30.0,
         upload_read_timeout: float = 120.0,
         observer: CallObserver | None = None,
+        upload_domains: Sequence[str] = DEFAULT_UPLOAD_DOMAINS,
     ) -> None:
         self._session = session
+        self._upload_domains = tuple(upload_domains)
         self._base = api_base.rstrip("/")
         self._client_key = client_key
         self._client_secret = client_secret
@@ -76,8 +79,11 @@ class TikTokClient:
         """One call; the body of a success and its log id, or the typed error of a refusal."""
         url = self._base + path
         try:
-            async with self._session.request(method, url, timeout=self._timeout, **kwargs) as response:
-                raw = await response.read()
+            async with self._session.request(
+                method, url, timeout=self._timeout, allow_redirects=False, **kwargs
+            ) as response:
+                check_redirect(response.status, response.headers, endpoint=endpoint)
+                raw = await read_limited(response, endpoint=endpoint)
                 status = response.status
                 log_header = response.headers.get(answers.LOG_ID_HEADER) or None
         except aiohttp.ClientConnectorError as exc:
@@ -190,6 +196,10 @@ class TikTokClient:
                 endpoint=endpoint,
             )
         upload_url = data.get("upload_url")
+        if upload_url:
+            upload_url = check_upload_url(
+                str(upload_url), domains=self._upload_domains, api_base=self._base, endpoint=endpoint
+            )
         return InitResult(str(publish_id), str(upload_url) if upload_url else None, log_id)
 
     async def init_direct_video(

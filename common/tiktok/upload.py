@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from common.tiktok.errors import TikTokError, TikTokTransportError
+from common.tiktok.guard import check_redirect, read_limited
 from common.tiktok.models import PutResult
 
 CallObserver = Callable[[str, str, float], None]
@@ -87,9 +88,10 @@ async def put_chunk(
                 watchdog.reschedule(None)  # all written: sock_read bounds the wait for the answer
 
             async with session.put(
-                upload_url, data=watched(), headers=headers, timeout=time_limit
+                upload_url, data=watched(), headers=headers, timeout=time_limit, allow_redirects=False
             ) as response:
-                await response.read()
+                check_redirect(response.status, response.headers, endpoint=UPLOAD_ENDPOINT)
+                await read_limited(response, endpoint=UPLOAD_ENDPOINT)
                 outcome.result = str(response.status)
                 return PutResult(response.status, response.headers.get("Content-Range"))
     except aiohttp.ClientConnectorError as exc:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from common.events import AccessTokenData, AccountData, EventType, RefreshRequestedData, encode
+from common.events import (
+    AUTHORIZATION_REMOVED,
+    AccessTokenData,
+    AccountData,
+    EventType,
+    RefreshRequestedData,
+    encode,
+)
 from common.outbox import enqueue
 from publish_service.adapters.pg import Connection, Executor
 from publish_service.domain.post import AccountToken
@@ -27,6 +34,7 @@ class Accounts:
                     token_expires_at = excluded.token_expires_at, updated_at = now()
                 WHERE {self._s}.accounts.token_version < excluded.token_version
                    OR ({self._s}.accounts.token_version = excluded.token_version
+                       AND {self._s}.accounts.token_ciphertext IS NOT NULL
                        AND {self._s}.accounts.token_ciphertext IS DISTINCT FROM excluded.token_ciphertext)
                 RETURNING true
                 """,
@@ -74,21 +82,56 @@ class Accounts:
         )
         return bool(updated)
 
+    async def forget_token(self, db: Executor, account_id: str) -> bool:
+        """Drop the account's token (auth_service's tombstone); the version stays, so a replayed older
+        token record cannot bring it back."""
+        forgotten = await db.fetchval(
+            f"""
+            UPDATE {self._s}.accounts SET token_ciphertext = NULL, token_expires_at = NULL, updated_at = now()
+            WHERE account_id = $1 AND token_ciphertext IS NOT NULL
+            RETURNING true
+            """,
+            account_id,
+        )
+        return bool(forgotten)
+
     async def token(self, db: Executor, account_id: str) -> AccountToken | None:
         r = await db.fetchrow(
-            f"""SELECT account_id, status, token_version, token_ciphertext, token_expires_at
+            f"""SELECT account_id, status, token_version, token_ciphertext, token_expires_at, scopes
                 FROM {self._s}.accounts WHERE account_id = $1""",
             account_id,
         )
         if r is None:
             return None
         return AccountToken(
-            r["account_id"], r["status"], r["token_version"], r["token_ciphertext"], r["token_expires_at"]
+            r["account_id"],
+            r["status"],
+            r["token_version"],
+            r["token_ciphertext"],
+            r["token_expires_at"],
+            tuple(r["scopes"] or ()),
         )
 
     async def known(self, db: Executor, account_id: str) -> bool:
         found = await db.fetchval(f"SELECT true FROM {self._s}.accounts WHERE account_id = $1", account_id)
         return bool(found)
+
+    async def relay_authorization_removed(self, db: Connection, open_id: str) -> list[str]:
+        """Tell auth_service that TikTok says this creator removed the app (it forgets the account);
+        the accounts it concerns."""
+        async with db.transaction():
+            rows = await db.fetch(
+                f"SELECT account_id, token_version FROM {self._s}.accounts WHERE open_id = $1", open_id
+            )
+            for r in rows:
+                data = RefreshRequestedData(
+                    account_id=r["account_id"],
+                    reason=AUTHORIZATION_REMOVED,
+                    seen_token_version=r["token_version"] if r["token_version"] >= 0 else None,
+                )
+                value, headers = encode(EventType.refresh_requested, data)
+                await enqueue(db, self._s, self._refresh_topic, r["account_id"], value, headers)
+        return [r["account_id"] for r in rows]
 
     async def request_refresh(self, db: Connection, account_id: str, seen_version: int, reason: str) -> bool:
         """Ask auth_service for a new token, once per seen version (repeated after 60 s of silence)."""

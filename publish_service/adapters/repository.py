@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from common.db import validate_identifier
+from common.db import database_edge, validate_identifier
 from common.events import (
     AccessTokenData,
     AccountData,
@@ -37,6 +37,7 @@ from publish_service.domain.post import AccountToken, IntakeOutcome, PostPatch, 
 __all__ = ["LeaseLost", "Repository", "Topics", "Tx"]
 
 
+@database_edge
 class Tx:
     """One open transaction: what intake stores for a batch of requests commits or rolls back together."""
 
@@ -84,6 +85,7 @@ class Tx:
         await self._repo.dead_letters.send_bounded(self._conn, key, raw, code, message, headers)
 
 
+@database_edge
 class Repository:
     def __init__(
         self,
@@ -184,6 +186,9 @@ class Repository:
     async def upsert_account(self, data: AccountData, partition: int, offset: int) -> bool:
         return await self.accounts.upsert_account(self._pool, data, partition, offset)
 
+    async def forget_token(self, account_id: str) -> bool:
+        return await self.accounts.forget_token(self._pool, account_id)
+
     async def account_token(self, account_id: str) -> AccountToken | None:
         return await self.accounts.token(self._pool, account_id)
 
@@ -199,3 +204,10 @@ class Repository:
 
     async def first_delivery(self, dedupe_key: str) -> bool:
         return await self.receipts.first_delivery(self._pool, dedupe_key)
+
+    async def relay_authorization_removed(self, open_id: str) -> list[str]:
+        async with self._connection() as conn:
+            return await self.accounts.relay_authorization_removed(conn, open_id)
+
+    async def prune_webhook_receipts(self, keep_s: float) -> int:
+        return await self.receipts.prune(self._pool, keep_s)

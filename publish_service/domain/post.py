@@ -108,6 +108,8 @@ class AccountToken:
     token_version: int
     ciphertext: str | None
     expires_at: datetime | None
+    scopes: tuple[str, ...] = ()
+    """What the creator granted (from the account and token events); empty: not known yet."""
 
 
 def request_hash(post: PostRequestedData) -> str:

@@ -11,12 +11,12 @@ from typing import TypeVar
 
 import structlog
 
-from common.cipher import DecryptionFailed, TokenCipher
+from common.cipher import DecryptionFailed, TokenCipher, transport_purpose
 from common.events import ErrorInfo
 from common.tasks import sleep_or_stop
 from common.tiktok.client import PublishStatus
 from common.tiktok.errors import TikTokError
-from publish_service.domain import decisions
+from publish_service.domain import decisions, validation
 from publish_service.domain.post import PostPatch, PostRow
 from publish_service.domain.rate_window import Endpoint
 from publish_service.domain.validation import Rejected
@@ -25,6 +25,8 @@ from publish_service.metrics import Metrics
 from publish_service.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+UPLOAD_URL_PURPOSE = "upload_url"
 
 T = TypeVar("T")
 
@@ -67,16 +69,45 @@ class Steps:
     settings: Settings
     stopping: asyncio.Event
     metrics: Metrics
+    owner: str
+    """This worker task's lease owner: unique per task (``worker.worker_owner``)."""
 
-    @property
-    def owner(self) -> str:
-        return self.settings.instance_id
+    async def renew_for(self, row: PostRow, wait_s: float) -> PostRow:
+        """Before a wait of ``wait_s``: extend the lease past it, so no other worker claims the post
+        meanwhile; raises ``LeaseLost`` if it was taken already (then this worker must not write)."""
+        return await self.repo.save(row, self.owner, wait_s + self.settings.lease_s)
+
+    def seal_upload_url(self, row: PostRow, upload_url: str) -> str:
+        """An upload_url's ``upload_token`` is a bearer credential for an hour: it is stored only
+        encrypted (the transport key ring, bound to the post), never readable by a database reader."""
+        return self.cipher.encrypt(upload_url, account_id=row.post_id, purpose=UPLOAD_URL_PURPOSE)
+
+    def open_upload_url(self, row: PostRow) -> str | None:
+        """The stored upload_url, or None when it does not open (stored in plain text before the
+        upgrade, or under a key since removed): then the upload task is treated as gone."""
+        if row.upload_url is None:
+            return None
+        try:
+            return self.cipher.decrypt(row.upload_url, account_id=row.post_id, purpose=UPLOAD_URL_PURPOSE)
+        except DecryptionFailed:
+            return None
 
     async def token(self, row: PostRow) -> tuple[str, int]:
         account = await self.repo.account_token(row.account_id)
-        if account is not None and account.status in ("disconnected", "reauth_required"):
-            raise Failed(
-                ErrorInfo(code=f"account_{account.status}", message="the creator must reconnect the account")
+        if account is not None and account.status in ("disconnected", "reauth_required", "revoked"):
+            why = (
+                "the creator removed the app's access in TikTok; they must connect the account again"
+                if account.status == "revoked"
+                else "the creator must reconnect the account"
+            )
+            raise Failed(ErrorInfo(code=f"account_{account.status}", message=why))
+        if account is not None and (needed := validation.missing_scope(row.request.mode, account.scopes)):
+            raise Rejected(
+                "scope_missing",
+                f"the creator did not grant {needed}, which a {row.request.mode.value} post needs "
+                f"(the account is connected for drafts only; send mode=draft, or reconnect and allow it)"
+                if needed == "video.publish"
+                else f"the creator did not grant {needed}, which a {row.request.mode.value} post needs",
             )
         if account is None:
             # The request may have overtaken the account's connect event (auth_service's outbox, then
@@ -100,9 +131,15 @@ class Steps:
                 PostPatch(awaiting_token_version=account.token_version),
             )
         try:
-            token = self.cipher.decrypt(account.ciphertext, account_id=row.account_id, purpose="transport")
+            token = self.cipher.decrypt(
+                account.ciphertext,
+                account_id=row.account_id,
+                purpose=transport_purpose(account.token_version),
+            )
         except DecryptionFailed as exc:
             log.warning("token_decryption_failed", error=str(exc))
+            # E.g. sealed before versions were bound into it (an upgrade): a new token replaces it.
+            await self.repo.request_refresh(row.account_id, account.token_version, "token_undecryptable")
             raise Deferred(
                 self.settings.token_wait_s,
                 "token_undecryptable",
@@ -116,7 +153,10 @@ class Steps:
             if wait <= 0:
                 return
             self.metrics.rate_waits.labels(endpoint.value).inc()
-            if wait > SHORT_WAIT_S or await sleep_or_stop(self.stopping, wait):
+            if wait > SHORT_WAIT_S:
+                raise Deferred(wait, f"rate_window_{endpoint.value}")
+            await self.renew_for(row, wait)
+            if await sleep_or_stop(self.stopping, wait):
                 raise Deferred(wait, f"rate_window_{endpoint.value}")
 
     async def call(self, row: PostRow, endpoint: Endpoint, call: Callable[[str], Awaitable[T]]) -> T:

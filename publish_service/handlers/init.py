@@ -197,7 +197,7 @@ class Initialiser:
         log.info("upload_initialised", publish_id=result.publish_id, chunks=plan.total_chunks)
         patch = PostPatch(
             publish_id=result.publish_id,
-            upload_url=result.upload_url,
+            upload_url=s.seal_upload_url(row, result.upload_url),
             upload_url_issued_at=now(),
             bytes_acked=0,
             failures=0,

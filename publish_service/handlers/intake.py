@@ -8,6 +8,7 @@ the records come again, and the post_id check makes the repeat a no-op.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TypeGuard
 
 import asyncpg
@@ -15,8 +16,9 @@ import structlog
 from pydantic_core import PydanticSerializationError
 
 from common.errors import InvalidInput
-from common.events import BadEvent, EventType, PostRequestedData, decode, is_text
+from common.events import Envelope, EventType, PostRequestedData, decode, is_text
 from common.kafka import ConsumerRecord
+from common.kafka.consume import Decoded, Undecodable
 from common.tracing import consuming
 from publish_service.domain.post import IntakeOutcome
 from publish_service.handlers.ports import IntakeStore, IntakeTx
@@ -27,6 +29,15 @@ log = structlog.get_logger(__name__)
 UNSTORABLE = (asyncpg.DataError, PydanticSerializationError, InvalidInput)
 """What one record can make Postgres, the serialiser or the outbox refuse, every time: never a passing
 failure (a lost connection is none of these, and still restarts the loop without committing)."""
+
+
+PostRequest = Envelope[PostRequestedData]
+Item = Decoded[PostRequest] | Undecodable
+
+
+def decode_request(record: ConsumerRecord[bytes, bytes]) -> PostRequest:
+    """The typed request, or ``BadEvent`` (the consume loop hands it over as ``Undecodable``)."""
+    return decode(record.value, PostRequestedData, expected_type=EventType.post_requested)
 
 
 def _salvage_ids(record: ConsumerRecord[bytes, bytes]) -> tuple[str, str, str | None]:
@@ -61,23 +72,24 @@ class Intake:
         self.repo = repo
         self.metrics = metrics
 
-    async def handle_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Store every record of the batch in one transaction (the caller commits offsets after)."""
+    async def handle_batch(self, items: Sequence[Item]) -> None:
+        """Store every record of the batch in one transaction (the consume loop commits offsets after)."""
         try:
             async with self.repo.transaction() as tx:
-                for record in records:
-                    await self._handle(tx, record)
+                for item in items:
+                    await self._handle(tx, item)
         except UNSTORABLE:
             # A record the checks let through still broke the batch, and would break it again on every
             # retry: store the batch once more, a savepoint per record, so only that one is rejected.
-            await self._handle_one_by_one(records)
+            await self._handle_one_by_one(items)
 
-    async def _handle_one_by_one(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _handle_one_by_one(self, items: Sequence[Item]) -> None:
         async with self.repo.transaction() as tx:
-            for record in records:
+            for item in items:
+                record = item.record
                 try:
                     async with tx.savepoint():
-                        await self._handle(tx, record)
+                        await self._handle(tx, item)
                 except UNSTORABLE as exc:
                     post_id, account_id, correlation = _salvage_ids(record)
                     message = f"the request could not be stored: {type(exc).__name__}: {exc}"[:500]
@@ -100,20 +112,20 @@ class Intake:
                         ],
                     )
 
-    async def _handle(self, tx: IntakeTx, record: ConsumerRecord[bytes, bytes]) -> None:
-        with consuming(record):  # the producer's trace goes on, stored with the post for the worker
-            await self._store(tx, record)
+    async def _handle(self, tx: IntakeTx, item: Item) -> None:
+        with consuming(item.record):  # the producer's trace goes on, stored with the post for the worker
+            await self._store(tx, item)
 
-    async def _store(self, tx: IntakeTx, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _store(self, tx: IntakeTx, item: Item) -> None:
+        record = item.record
         raw = record.value or b""
         headers = [
             ("source_topic", record.topic.encode()),
             ("source_partition", str(record.partition).encode()),
             ("source_offset", str(record.offset).encode()),
         ]
-        try:
-            envelope = decode(record.value, PostRequestedData, expected_type=EventType.post_requested)
-        except BadEvent as exc:
+        if isinstance(item, Undecodable):
+            exc = item.error
             post_id, account_id, correlation = _salvage_ids(record)
             log.warning(
                 "post_request_bad",
@@ -134,6 +146,7 @@ class Intake:
                 headers=headers,
             )
             return
+        envelope = item.event
         post = envelope.data
         if not await tx.account_known(post.account_id):
             # Not rejected here: a post can overtake its account's connect event. The worker waits

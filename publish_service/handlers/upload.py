@@ -46,6 +46,9 @@ class Uploader:
             return await s.repo.transition(row, PostState.validating, owner=s.owner)
         if row.upload_url_issued_at is not None and now() - row.upload_url_issued_at > UPLOAD_URL_TTL:
             return await self._upload_url_gone(row, plan, "upload_url_expired")
+        upload_url = s.open_upload_url(row)
+        if upload_url is None:
+            return await self._upload_url_gone(row, plan, "upload_url_unreadable")
         offset = row.bytes_acked
         if offset:
             log.info(
@@ -58,11 +61,13 @@ class Uploader:
                 await self._checkpoint(row, offset)
                 return None
             first, last = plan.bounds(plan.index_at(offset))
-            answer = await self._put(row, loc.bucket, loc.key, first, last, plan)
+            answer = await self._put(row, upload_url, loc.bucket, loc.key, first, last, plan)
             if isinstance(answer, decisions.RetryChunk):
                 retries += 1
-                if not await self._wait_to_retry(row, offset, retries):
+                waited = await self._wait_to_retry(row, offset, retries)
+                if waited is None:
                     return None
+                row = waited
                 continue
             if isinstance(answer, decisions.UploadGone):
                 return await self._upload_url_gone(row, plan, answer.why)
@@ -90,15 +95,17 @@ class Uploader:
             patch=PostPatch(bytes_acked=plan.video_size, failures=0, polls=0),
         )
 
-    async def _wait_to_retry(self, row: PostRow, offset: int, retries: int) -> bool:
-        """Wait before sending the chunk again; False when stopping cut the wait (post handed back)."""
+    async def _wait_to_retry(self, row: PostRow, offset: int, retries: int) -> PostRow | None:
+        """Wait before sending the chunk again, the lease renewed past the wait first (a wait can be
+        longer than a short lease); None when stopping cut the wait (post handed back)."""
         wait = decisions.after_chunk_retry(retries, row.failures)
         if isinstance(wait, decisions.Defer):
             raise Deferred.of(wait)
+        row = await self.steps.renew_for(row, wait)
         if await sleep_or_stop(self.steps.stopping, wait):
             await self._checkpoint(row, offset)
-            return False
-        return True
+            return None
+        return row
 
     async def _checkpoint(self, row: PostRow, offset: int) -> None:
         """Shutdown: hand the post back at the offset TikTok acknowledged (saved after each chunk)."""
@@ -106,14 +113,13 @@ class Uploader:
         await self.steps.repo.release(row, self.steps.owner, 0.0, PostPatch(bytes_acked=offset))
 
     async def _put(
-        self, row: PostRow, bucket: str, key: str, first: int, last: int, plan: ChunkPlan
+        self, row: PostRow, upload_url: str, bucket: str, key: str, first: int, last: int, plan: ChunkPlan
     ) -> decisions.Advance | decisions.Resync | decisions.RetryChunk | decisions.UploadGone | decisions.Fail:
         """One chunk PUT and what its answer means."""
         s = self.steps
-        assert row.upload_url is not None  # noqa: S101
         try:
             result: PutResult = await s.tiktok.put_chunk(
-                row.upload_url,
+                upload_url,
                 self._body(row, bucket, key, first, last),
                 first=first,
                 last=last,

@@ -28,6 +28,8 @@ from publish_service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
+AUTHORIZATION_REMOVED_EVENT = "authorization.removed"
+
 POST_EVENTS = frozenset(
     {
         "post.publish.complete",
@@ -96,6 +98,8 @@ class WebhookHandler:
 
     async def handle(self, hook: Webhook) -> str:
         """Act on one verified delivery; the outcome names what happened (for metrics and tests)."""
+        if hook.event == AUTHORIZATION_REMOVED_EVENT:
+            return await self._authorization_removed(hook)
         if hook.event not in POST_EVENTS:
             return self._count("ignored")
         if not await self.repo.first_delivery(hook.dedupe_key):
@@ -138,6 +142,18 @@ class WebhookHandler:
                 return self._count("draft_posted")
             await self.repo.wake(post.post_id)
             return self._count("woken")
+
+    async def _authorization_removed(self, hook: Webhook) -> str:
+        """The creator removed the app's access in TikTok: auth_service owns accounts, so it is told
+        (a refresh request with reason ``authorization_removed``), forgets the account and announces it
+        ``revoked`` with a token tombstone; posts for it then fail with ``account_revoked``."""
+        if not hook.user_openid:
+            raise InvalidInput("authorization.removed without a user_openid")
+        if not await self.repo.first_delivery(hook.dedupe_key):
+            return self._count("duplicate")
+        accounts = await self.repo.relay_authorization_removed(hook.user_openid)
+        log.info("webhook_authorization_removed", accounts=accounts, reason=hook.content.get("reason"))
+        return self._count("authorization_removed" if accounts else "unknown_account")
 
     async def _adopt(self, hook: Webhook, publish_id: str) -> PostRow | None:
         """A PULL_FROM_URL init whose answer was lost did apply: TikTok now names its publish_id.

@@ -33,31 +33,35 @@ from publish_service.settings import Settings
 log = structlog.get_logger(__name__)
 
 
+def worker_owner(instance_id: str, number: int) -> str:
+    """The lease owner of one worker task: unique per task, not per process, so a worker whose lease
+    ran out while it waited can never pass another worker's lease checks (both would upload)."""
+    return f"{instance_id}/w{number}"
+
+
 @dataclass
 class Worker:
+    """One worker task: ``run(stopping)`` claims posts leased to ``owner`` (see :func:`worker_owner`)."""
+
     repo: PostStore
     tiktok: TikTokApi
     media: MediaStore
     cipher: TokenCipher
     settings: Settings
-    stopping: asyncio.Event
     metrics: Metrics
+    owner: str
+    stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     steps: Steps = field(init=False)
 
-    def __post_init__(self) -> None:
+    async def run(self, stopping: asyncio.Event) -> None:
+        self.stopping = stopping
         self.steps = Steps(
-            self.repo, self.tiktok, self.media, self.cipher, self.settings, self.stopping, self.metrics
+            self.repo, self.tiktok, self.media, self.cipher, self.settings, stopping, self.metrics, self.owner
         )
         self._init = Initialiser(self.steps)
         self._upload = Uploader(self.steps)
         self._status = StatusFollower(self.steps)
-
-    @property
-    def owner(self) -> str:
-        return self.settings.instance_id
-
-    async def run(self, number: int) -> None:
-        log.info("worker_started", worker=number)
+        log.info("worker_started", worker=self.owner)
         while not self.stopping.is_set():
             row = await self.repo.claim(self.owner, self.settings.lease_s)
             if row is None:

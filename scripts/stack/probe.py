@@ -1,6 +1,8 @@
 """Readiness probes for the local stack: one real request per server, exit 0 when it answers.
 
     probe.py kafka 127.0.0.1:19092                      a metadata request (list topics)
+    probe.py kafka-secure N                             with the KAFKA_* client settings of the
+                                                        environment: N brokers answer and are unfenced
     probe.py postgres postgresql://user:pw@host:port/db  a login and SELECT 1
     probe.py s3 http://127.0.0.1:18333 KEY SECRET REGION BUCKET   an authenticated HEAD bucket
 
@@ -20,6 +22,21 @@ async def probe_kafka(bootstrap: str) -> None:
     await admin.start()
     try:
         await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+async def probe_kafka_secure(brokers: int) -> None:
+    import os
+
+    from common.kafka.clients import new_admin
+
+    admin = new_admin(os.environ["KAFKA_BOOTSTRAP_SERVERS"], request_timeout_ms=5000)
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+        if len(cluster["brokers"]) < brokers:
+            raise RuntimeError(f"{len(cluster['brokers'])} of {brokers} brokers up")
     finally:
         await admin.close()
 
@@ -65,6 +82,8 @@ def main(argv: list[str]) -> int:
     try:
         if kind == "kafka":
             asyncio.run(asyncio.wait_for(probe_kafka(*args), 10))
+        elif kind == "kafka-secure":
+            asyncio.run(asyncio.wait_for(probe_kafka_secure(int(args[0])), 10))
         elif kind == "postgres":
             asyncio.run(asyncio.wait_for(probe_postgres(*args), 10))
         elif kind == "s3":

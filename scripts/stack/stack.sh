@@ -19,6 +19,7 @@ ENV_FILE="$STACK_DIR/env"
 print_env() {
     cat <<EOF
 export KAFKA_BOOTSTRAP_SERVERS=$STACK_HOST:$KAFKA_PORT
+export KAFKA_MANAGE_TOPICS=true
 export DATABASE_URL=postgresql://$PG_USER:$PG_PASSWORD@$STACK_HOST:$PG_PORT/$PG_DB
 export S3_ENDPOINT_URL=http://$STACK_HOST:$S3_PORT
 export S3_ACCESS_KEY_ID=$S3_ACCESS_KEY
@@ -43,6 +44,7 @@ up() {
 
 down() {
     local rc=0
+    "$STACK_SCRIPTS_DIR/kafka-secure.sh" down || rc=1
     "$STACK_SCRIPTS_DIR/kafka.sh" down || rc=1
     "$STACK_SCRIPTS_DIR/seaweed.sh" down || rc=1
     "$STACK_SCRIPTS_DIR/postgres.sh" down || rc=1
@@ -63,6 +65,6 @@ case "${1:-}" in
     down) down ;;
     status) status ;;
     env) print_env ;;
-    fetch) "$STACK_SCRIPTS_DIR/kafka.sh" fetch ;;
+    fetch) "$STACK_SCRIPTS_DIR/kafka.sh" fetch && "$STACK_SCRIPTS_DIR/kafka-secure.sh" fetch ;;
     *) echo "usage: $0 up|down|status|env|fetch" >&2; exit 2 ;;
 esac

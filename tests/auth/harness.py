@@ -65,6 +65,7 @@ def settings_env(
     env = {
         "DATABASE_URL": database_url,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap or stack.kafka_bootstrap,
+        "KAFKA_MANAGE_TOPICS": "true",
         "TOPIC_PREFIX": topic_prefix,
         "TIKTOK_API_BASE": sandbox.base_url,
         "TIKTOK_AUTHORIZE_URL": sandbox.authorize_url,
@@ -78,9 +79,9 @@ def settings_env(
         "TRANSPORT_KEYS": keys.transport_spec,
         "API_KEY": API_KEY,
         "HTTP_PORT": str(port),
-        "AUTH_INSTANCE_ID": instance_id,
+        "INSTANCE_ID": instance_id,
         "AUTH_REFRESH_POLL_INTERVAL_S": "0.5",
-        "AUTH_SHUTDOWN_DEADLINE_S": "10",
+        "SHUTDOWN_DEADLINE_S": "10",
     }
     return env
 

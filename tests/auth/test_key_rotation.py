@@ -13,7 +13,7 @@ import pytest
 
 from auth_service.adapters.postgres import Repository
 from auth_service.adapters.vault import Vault
-from common.cipher import KeyRing, TokenCipher, generate_key
+from common.cipher import KeyRing, TokenCipher, generate_key, transport_purpose
 from common.kafka import TOPIC_ACCESS_TOKENS
 from tests.auth.harness import (
     Keys,
@@ -108,7 +108,9 @@ async def test_rotate_keys_without_downtime(stack, database_url, topic_prefix, t
             for e in reader.events(TOPIC_ACCESS_TOKENS):
                 if e["data"]["ciphertext"].startswith("v1.t2."):
                     token = new_transport.decrypt(
-                        e["data"]["ciphertext"], account_id=e["data"]["account_id"], purpose="transport"
+                        e["data"]["ciphertext"],
+                        account_id=e["data"]["account_id"],
+                        purpose=transport_purpose(e["data"]["token_version"]),
                     )
                     assert token in sb.store.access_tokens
             await wait_for(lambda: _refreshes(auth)["ok"] >= 60, timeout=30)  # refreshing went on

@@ -8,6 +8,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from common.cipher import transport_purpose
 from common.events import EventType
 from common.kafka import TOPIC_ACCESS_TOKENS, TOPIC_ACCOUNTS
 from tests.auth.conftest import CREATOR
@@ -81,7 +82,7 @@ async def test_browserless_round_trip_stores_account_and_announces_it(world):
     data = tokens[0]["data"]
     assert data["token_version"] == 1
     access_token = world.keys.transport_cipher().decrypt(
-        data["ciphertext"], account_id=account_id, purpose="transport"
+        data["ciphertext"], account_id=account_id, purpose=transport_purpose(data["token_version"])
     )
     assert access_token in world.sandbox.store.access_tokens
 

@@ -413,3 +413,38 @@ async def test_a_refresh_publish_service_asks_for_joins_the_posts_trace(
     assert consumed.name == f"{topic} process"
     assert consumed.parent.span_id == post.get_span_context().span_id
     assert dict(refresh[0].attributes)["refresh.outcome"] == "ok"
+
+
+async def test_an_out_of_range_seen_version_is_skipped_and_the_request_behind_it_refreshes(
+    stack, database_url, topic_prefix, short_lived_sandbox
+):
+    """``seen_token_version`` = 2^63 (issue 12, point 2): it decoded, asyncpg refused the argument and
+    the loop took that for an outage, retrying it for ever, so the requests behind it on the partition
+    waited for good. Now it is refused by the model, skipped and named, and the next one refreshes."""
+    sb = short_lived_sandbox
+    async with replicas(stack, database_url, topic_prefix, sb, 1) as (auth,):
+        [seed] = await seed_accounts(sb, auth.repo, auth.tiktok_app, 1, due_in=3600)
+        good = RefreshRequestedData(
+            account_id=seed.account_id, reason="access_token_invalid", seen_token_version=1
+        )
+        value, headers = encode(EventType.refresh_requested, good)
+        envelope = json.loads(value)
+        envelope["data"]["seen_token_version"] = 2**63
+        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+        await producer.start()
+        try:
+            topic = topic_prefix + TOPIC_TOKEN_REFRESH_REQUESTED
+            key = seed.account_id.encode()  # one key: one partition, the bad record first
+            await producer.send_and_wait(topic, value=json.dumps(envelope).encode(), key=key, headers=headers)
+            await producer.send_and_wait(topic, value=value, key=key, headers=headers)
+        finally:
+            await producer.stop()
+        await wait_for(
+            lambda: _version_at_least(database_url, 2), timeout=30, description="the refresh behind it"
+        )
+        from auth_service.keys import METRICS
+
+        skipped = auth.app[METRICS].registry.get_sample_value(
+            "state_event_bad_total", {"topic": topic, "code": "wrong_schema"}
+        )
+        assert skipped == 1, skipped

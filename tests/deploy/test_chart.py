@@ -309,7 +309,7 @@ async def test_the_backlog_query_counts_posts_due_or_in_progress(
     query = backlog["metadata"]["query"]
     async with create_pool(database_url, min_size=1, max_size=2) as pool:
         await apply_migrations(pool, SCHEMA, MIGRATIONS)
-        repo = Repository(pool, SCHEMA, Topics(status="s", dlq="d", refresh="r", requested="q"))
+        repo = Repository(pool, SCHEMA, Topics(status="s", dlq="d", refresh="r"))
         assert await pool.fetchval(query) == 0
 
         async def request(post_id: str, publish_at: datetime | None = None) -> None:
@@ -324,8 +324,8 @@ async def test_the_backlog_query_counts_posts_due_or_in_progress(
                     "publish_at": publish_at,
                 }
             )
-            async with pool.acquire() as conn, conn.transaction():
-                await repo.record_request(conn, post, b"{}", None, b"acc-1")
+            async with repo.transaction() as tx:
+                await tx.record_request(post, b"{}", None, b"acc-1")
 
         await request("due-1")
         await request("due-2")

@@ -304,7 +304,7 @@ def test_grace_period_outlasts_the_shutdown_deadline(rendered: Rendered, target:
     docs = rendered[target]
     deadlines = {
         "publish-service": float(config_value(docs, "pipeline-config", "SHUTDOWN_DEADLINE_S")),
-        "auth-service": float(config_value(docs, "auth-service-config", "AUTH_SHUTDOWN_DEADLINE_S")),
+        "auth-service": float(config_value(docs, "pipeline-config", "SHUTDOWN_DEADLINE_S")),
     }
     for owner, pod in pod_specs(docs):
         grace = pod.get("terminationGracePeriodSeconds", 30)

@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from common.cipher import KeyRing, TokenCipher, generate_key
+from common.cipher import KeyRing, TokenCipher, generate_key, transport_purpose
 from common.events import (
     AccessTokenData,
     AccountData,
@@ -54,7 +54,7 @@ from tests.waiting import WaitTimeout, wait_for
 from tiktok_sandbox.testing import RunningSandbox, SandboxApp
 
 MIB = 1024 * 1024
-API_KEY = "test-api-key-0123456789"
+API_KEY = "test-api-key-0123456789abcdef"
 PARTITIONS = 3
 
 
@@ -261,8 +261,10 @@ class Harness:
 
     # ------------------------------------------------------------------ playing auth_service
 
-    async def connect_account(self, account_id: str, creator: str, *, expires_in: int | None = None) -> str:
-        issued = await self.sandbox.control.issue_token(self.tiktok_app.client_key, creator)
+    async def connect_account(
+        self, account_id: str, creator: str, *, expires_in: int | None = None, scopes: list[str] | None = None
+    ) -> str:
+        issued = await self.sandbox.control.issue_token(self.tiktok_app.client_key, creator, scopes)
         self.open_ids[account_id] = issued.open_id
         await self.announce_token(
             account_id,
@@ -294,7 +296,7 @@ class Harness:
             scopes=scopes,
             token_version=version,
             expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
-            ciphertext=self.cipher.encrypt(token, account_id=account_id, purpose="transport"),
+            ciphertext=self.cipher.encrypt(token, account_id=account_id, purpose=transport_purpose(version)),
         )
         value, headers = encode(EventType.access_token, data)
         await self.producer.send(self.topic(TOPIC_ACCESS_TOKENS), account_id, value, headers)

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from common.events import PostStatusData, decode
 from common.kafka import TOPIC_POST_STATUS
 from tests.publish.harness import PARTITIONS, Harness, running_service
+from tests.publish.payloads import post_request
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(120)]
@@ -21,10 +22,9 @@ pytestmark = [pytest.mark.stack, pytest.mark.timeout(120)]
 async def test_status_records_carry_old_and_cloudevents_headers(harness: Harness, video_3s: Path) -> None:
     await harness.connect_account("acc-1", "alice")
     video = await harness.put_file("videos/ok.mp4", video_3s)
-    base = {"account_id": "acc-1", "kind": "video", "mode": "direct", "privacy_level": "SELF_ONLY"}
     async with running_service(harness.settings()):
-        await harness.request_post(post_id="hdr-ok", **base, video={"uri": video.uri})
-        await harness.request_post(post_id="hdr-bad", **base, video={"uri": "s3://other-bucket/x.mp4"})
+        await harness.request_post(post_request("hdr-ok", video.uri))
+        await harness.request_post(post_request("hdr-bad", "s3://other-bucket/x.mp4"))
         await harness.wait_state("hdr-ok", "published")
         await harness.wait_state("hdr-bad", "rejected")
 

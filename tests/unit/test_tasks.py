@@ -101,3 +101,29 @@ async def test_sleep_or_stop_ends_early_when_stopping() -> None:
     async with asyncio.timeout(5):
         assert await sleep_or_stop(stopping, 3600) is True
     assert await sleep_or_stop(asyncio.Event(), 0.01) is False
+
+
+async def test_a_crash_loop_that_recovers_is_healthy_again() -> None:
+    fixed = asyncio.Event()
+
+    async def flaky(stopping: asyncio.Event) -> None:
+        if not fixed.is_set():
+            raise ValueError("table missing")
+        await stopping.wait()  # recovered: runs on, never returns until stopping
+
+    loops = BackgroundLoops(shutdown_deadline=5, crash_limit=3, recovered_after=0.3)
+    loops.add("flaky", flaky, restart_delay=0.01)
+    async with loops:
+        await wait_for(lambda: loops._loops["flaky"].crashes >= 3, timeout=5)
+        with pytest.raises(NotReady, match="flaky: crashed"):
+            await loops.check()
+        fixed.set()
+
+        async def healthy() -> bool:
+            try:
+                await loops.check()
+            except NotReady:
+                return False
+            return True
+
+        assert await wait_for(healthy, timeout=5)

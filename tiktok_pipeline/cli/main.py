@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from common.errors import PipelineError
+from common.kafka_security import security_from_env
 from common.logging import configure_logging
 from tiktok_pipeline.cli import accounts, admin, dlq, posts, tail, topics
 from tiktok_pipeline.cli.errors import ExitCode, exit_code_for, one_line
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner: Runner = args.run
     try:
         settings = CliSettings.from_env()
+        security_from_env()  # the Kafka client settings: a missing or contradictory one is exit 4
         return asyncio.run(runner(settings, args))
     except PipelineError as exc:
         code = exit_code_for(exc)

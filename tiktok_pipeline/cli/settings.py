@@ -25,6 +25,13 @@ ENV_VARS: dict[str, EnvVar] = {
     for v in (
         EnvVar("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092", "Kafka brokers, host:port[,host:port]"),
         EnvVar("TOPIC_PREFIX", "", "prefix of every topic name"),
+        EnvVar("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+        EnvVar("KAFKA_SASL_MECHANISM", None, "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL protocols)"),
+        EnvVar("KAFKA_SASL_USERNAME", None, "the Kafka user (SASL protocols)"),
+        EnvVar("KAFKA_SASL_PASSWORD", None, "its password (SASL protocols; a secret, never printed)"),
+        EnvVar("KAFKA_SSL_CAFILE", None, "CA file the brokers are checked against (default: the system CAs)"),
+        EnvVar("KAFKA_SSL_CERTFILE", None, "client certificate, for mutual TLS (with KAFKA_SSL_KEYFILE)"),
+        EnvVar("KAFKA_SSL_KEYFILE", None, "its private key, for mutual TLS"),
         EnvVar("AUTH_SERVICE_URL", "http://127.0.0.1:8081", "auth_service's base URL"),
         EnvVar("API_KEY", None, "auth_service's API key (bearer token) for the account commands"),
         EnvVar("S3_ENDPOINT_URL", None, "object storage endpoint, for uploading local files"),
@@ -40,7 +47,17 @@ ENV_VARS: dict[str, EnvVar] = {
     )
 }
 
-KAFKA_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "TOPIC_PREFIX")
+KAFKA_VARS = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "TOPIC_PREFIX",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CAFILE",
+    "KAFKA_SSL_CERTFILE",
+    "KAFKA_SSL_KEYFILE",
+)
 AUTH_VARS = ("AUTH_SERVICE_URL", "API_KEY")
 S3_VARS = ("S3_ENDPOINT_URL", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "S3_REGION", "S3_BUCKET")
 

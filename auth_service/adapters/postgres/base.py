@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from auth_service.adapters.vault import Vault
+from common.db import Connection
 
 
 class TxBase:
     """One open transaction (``conn``); the aggregate mixins of ``Tx`` build on it."""
 
-    def __init__(self, conn: Any, schema: str, vault: Vault, topic_prefix: str, correlation_id: str | None):
+    def __init__(
+        self, conn: Connection, schema: str, vault: Vault, topic_prefix: str, correlation_id: str | None
+    ):
         self.conn = conn
         self._s = schema
         self._vault = vault

@@ -45,7 +45,9 @@ class EventsTx(TxBase):
             scopes=list(account.scopes),
             token_version=account.token_version,
             expires_at=account.access_expires_at,
-            ciphertext=self._vault.seal_for_transport(access_token, account_id=account.id),
+            ciphertext=self._vault.seal_for_transport(
+                access_token, account_id=account.id, token_version=account.token_version
+            ),
         )
         await self._emit(TOPIC_ACCESS_TOKENS, account.id, EventType.access_token, data)
 

@@ -28,16 +28,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 
 from common.kafka import (
-    TOPIC_ACCESS_TOKENS,
-    TOPIC_ACCOUNTS,
     TOPIC_POST_REQUESTED,
     TOPIC_POST_REQUESTED_DLQ,
     TOPIC_POST_STATUS,
-    TOPIC_TOKEN_REFRESH_REQUESTED,
 )
 from common.tiktok.webhooks import sign
 from tests.reliability.hostile.http_cases import HttpCase
 from tests.reliability.hostile.kafka_cases import CASES, POISON_POST_ID, KafkaCase, Media, envelope
+from tests.reliability.hostile.state_cases import STATE_CASES
 from tests.waiting import wait_for
 from tiktok_pipeline.local import CREATOR, LocalPipeline
 
@@ -142,6 +140,8 @@ class Run:
     sent: dict[str, Sent]
     good_post_id: str
     good_sha256: str
+    state_sent: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Each state case's (partition, offset)."""
     records: list[Any] = field(default_factory=list)
     http_log: list[str] = field(default_factory=list)
 
@@ -235,6 +235,7 @@ async def send_corpus(pipeline: LocalPipeline, work: Path) -> Run:
     media, ok = await stage_media(pipeline, account_id, work)
     topic = pipeline.prefix + TOPIC_POST_REQUESTED
     sent: dict[str, Sent] = {}
+    state_sent: dict[str, tuple[int, int]] = {}
     conn = await asyncpg.connect(pipeline.database_url)
     try:
         await conn.execute(REFUSE_POISON)
@@ -263,19 +264,12 @@ async def send_corpus(pipeline: LocalPipeline, work: Path) -> Run:
             )
             sent[case_id] = Sent(limit_case, key, value, meta.partition, meta.offset)
         # The topics other services write: a broken or hostile producer must not stop their readers.
-        deep = b'{"type": "x", "data": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
-        nul_account = {"account_id": "acc\x00", "open_id": "o", "status": "connected"}
-        for name, value in [
-            (TOPIC_ACCOUNTS, deep),
-            (TOPIC_ACCOUNTS, json.dumps(envelope(nul_account, type="tiktok.account.connected")).encode()),
-            (TOPIC_ACCESS_TOKENS, b"{not json"),
-            (TOPIC_TOKEN_REFRESH_REQUESTED, deep),
-            (
-                TOPIC_TOKEN_REFRESH_REQUESTED,
-                json.dumps(envelope({"account_id": "a\x00", "reason": "x"})).encode(),
-            ),
-        ]:
-            await producer.send_and_wait(pipeline.prefix + name, value, key=b"hostile-state")
+        for state_case in STATE_CASES:
+            value = state_case.build(state_case.key, pipeline.transport_keys)
+            meta = await producer.send_and_wait(
+                pipeline.prefix + state_case.topic, value, key=state_case.key.encode()
+            )
+            state_sent[state_case.id] = (meta.partition, meta.offset)
         # Behind all of them, on the account's partition: a valid post.
         good = f"good-{uuid.uuid4().hex[:8]}"
         data = {
@@ -290,7 +284,7 @@ async def send_corpus(pipeline: LocalPipeline, work: Path) -> Run:
         await producer.send_and_wait(topic, json.dumps(envelope(data)).encode(), key=account_id.encode())
     finally:
         await producer.stop()
-    result = Run(pipeline, media, sent, good, hashlib.sha256(ok.read_bytes()).hexdigest())
+    result = Run(pipeline, media, sent, good, hashlib.sha256(ok.read_bytes()).hexdigest(), state_sent)
 
     async def all_accounted_for() -> bool:
         result.records = await read_topics(pipeline, [TOPIC_POST_STATUS, TOPIC_POST_REQUESTED_DLQ])
@@ -345,6 +339,8 @@ async def send_http_case(
     )
     if case.sign_webhook:
         headers["TikTok-Signature"] = sign(body or b"", p.client_secret, int(time.time()))
+    if case.signature is not None:
+        headers["TikTok-Signature"] = case.signature(body or b"", p.client_secret, int(time.time()))
     if body is not None:
         headers.setdefault("Content-Type", "application/json")
     data = io.BytesIO(body) if body is not None and len(body) > 64 * 1024 else body  # big: streamed

@@ -8,8 +8,11 @@ status, the JSON ``error.code`` and a phrase of ``error.message``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +34,8 @@ class HttpCase:
     headers: dict[str, str] = field(default_factory=dict)
     auth: bool = True
     sign_webhook: bool = False
+    signature: Callable[[bytes, str, int], str] | None = None
+    """Builds the ``TikTok-Signature`` header from (body, client secret, now): a hostile variant."""
 
 
 def _post(post_id: str = "http-1", **fields: Any) -> dict[str, Any]:
@@ -46,6 +51,54 @@ def _post(post_id: str = "http-1", **fields: Any) -> dict[str, Any]:
 
 def _deep_body(depth: int) -> bytes:
     return b'{"post_id": "deep", "metadata": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def _mac(body: bytes, secret: str, signed_t: str) -> str:
+    return hmac.new(secret.encode(), signed_t.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def _respelled(spell: Callable[[int], str]) -> Callable[[bytes, str, int], str]:
+    """A genuine MAC over the timestamp ``T``, sent under another spelling of the same number: int()
+    read ``+T``, ``0T`` and ``1_7…`` as T, so the MAC matched though it covers other text."""
+    return lambda body, secret, now: f"t={spell(now)},s={_mac(body, secret, str(now))}"
+
+
+_HOOK_BODY = {"event": "post.publish.complete", "create_time": 1, "content": "{}"}
+
+
+def _sig_case(case_id: str, phrase: str, signature: Callable[[bytes, str, int], str]) -> HttpCase:
+    return HttpCase(
+        case_id,
+        "publish",
+        "POST",
+        "/v1/webhooks/tiktok",
+        401,
+        "unauthorized",
+        phrase,
+        json_body=_HOOK_BODY,
+        auth=False,
+        signature=signature,
+    )
+
+
+SIGNATURE_CASES = [
+    # compare_digest raised TypeError on a non-ASCII MAC: a 500 with a traceback.
+    _sig_case("webhook_signature_non_ascii_mac", "64 hexadecimal", lambda b, s, now: "t=1,s=\u00e9"),
+    _sig_case(
+        "webhook_signature_non_ascii_mac_of_64",
+        "64 hexadecimal",
+        lambda b, s, now: f"t={now},s=" + "\u00e9" * 64,
+    ),
+    _sig_case("webhook_signature_mac_not_hex", "64 hexadecimal", lambda b, s, now: f"t={now},s={'z' * 64}"),
+    _sig_case("webhook_signature_plus_timestamp", "decimal digits", _respelled(lambda t: f"+{t}")),
+    _sig_case("webhook_signature_zero_padded_timestamp", "does not match", _respelled(lambda t: f"0{t}")),
+    _sig_case(
+        "webhook_signature_underscored_timestamp",
+        "decimal digits",
+        _respelled(lambda t: f"{str(t)[:1]}_{str(t)[1:]}"),
+    ),
+    _sig_case("webhook_signature_spaced_timestamp", "decimal digits", _respelled(lambda t: f" {t}")),
+]
 
 
 HTTP_CASES = [
@@ -468,5 +521,114 @@ HTTP_CASES = [
         404,
         "account_not_found",
         "no account 'acc_nobody'",
+    ),
+    *SIGNATURE_CASES,
+    HttpCase(
+        "webhook_authorization_removed_without_openid",
+        "publish",
+        "POST",
+        "/v1/webhooks/tiktok",
+        400,
+        "invalid_input",
+        "without a user_openid",
+        auth=False,
+        sign_webhook=True,
+        json_body={"event": "authorization.removed", "create_time": 1, "content": json.dumps({"reason": 1})},
+    ),
+]
+
+
+@dataclass(frozen=True)
+class PageCase:
+    """A hostile request to auth_service's browser pages (#12.13): an HTML page with the status and
+    ``<code id="code">`` of the case, never a 500 and never "Account connected"."""
+
+    id: str
+    path: str
+    status: int
+    code: str
+    phrase: str = ""
+
+
+_SIG = "0" * 64
+_HANDOFF = "/v1/connected?account_id=acc_victim&mode=direct"
+
+PAGE_CASES = [
+    PageCase(
+        "handoff_unsigned_account_id", "/v1/connected?account_id=acc_victim", 400, "handoff_invalid", "needs"
+    ),
+    PageCase(
+        "handoff_forged_signature",
+        f"{_HANDOFF}&expires=9999999999&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "does not match",
+    ),
+    PageCase(
+        "handoff_expired_forged",
+        f"{_HANDOFF}&expires=1&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "does not match",
+    ),
+    PageCase(
+        "handoff_non_ascii_signature",
+        f"{_HANDOFF}&expires=9999999999&signature=%C3%A9%C3%A9",
+        400,
+        "handoff_invalid",
+        "does not match",
+    ),
+    PageCase(
+        "handoff_negative_expires", f"{_HANDOFF}&expires=-5&signature={_SIG}", 400, "handoff_invalid", "needs"
+    ),
+    PageCase(
+        "handoff_5000_digit_expires",
+        f"{_HANDOFF}&expires={'9' * 5000}&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "needs",
+    ),
+    PageCase(
+        "handoff_arabic_indic_expires",
+        f"{_HANDOFF}&expires=%D9%A1%D9%A2%D9%A3&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "needs",
+    ),
+    PageCase(
+        "handoff_sql_account_id",
+        f"/v1/connected?account_id=%27%20OR%201%3D1--&mode=direct&expires=9999999999&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "does not match",
+    ),
+    PageCase(
+        "handoff_mode_swapped",
+        f"/v1/connected?account_id=acc_victim&mode=drafts_only&expires=9999999999&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "does not match",
+    ),
+    PageCase(
+        "handoff_repeated_params",
+        f"{_HANDOFF}&account_id=acc_attacker&expires=9999999999&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "does not match",
+    ),
+    # The OAuth callback with states nobody issued: a page naming the problem, no TikTok call, no row.
+    PageCase("callback_no_state", "/v1/oauth/callback?code=abc", 400, "state_missing", "no state"),
+    PageCase("callback_empty_state", "/v1/oauth/callback?code=abc&state=", 400, "state_missing", "no state"),
+    PageCase("callback_forged_state", f"/v1/oauth/callback?code=abc&state={'A' * 43}", 400, "state_invalid"),
+    PageCase("callback_huge_state", f"/v1/oauth/callback?code=abc&state={'s' * 6000}", 400, "state_invalid"),
+    PageCase("callback_nul_state", "/v1/oauth/callback?code=abc&state=a%00b", 400, "state_invalid"),
+    PageCase(
+        "callback_non_ascii_state",
+        "/v1/oauth/callback?code=abc&state=%C3%A9%F0%9F%98%80",
+        400,
+        "state_invalid",
+    ),
+    PageCase(
+        "callback_sql_state", "/v1/oauth/callback?code=abc&state=%27%20OR%201%3D1--", 400, "state_invalid"
     ),
 ]

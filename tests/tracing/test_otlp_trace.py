@@ -206,4 +206,8 @@ async def test_one_post_is_one_trace_from_the_producer_through_publish_service(
     assert status and all(by_id.get(s.parent_id) is not None for s in status)
     # The producer's span is the root of it all.
     root = next(s for s in spans if s.name == "request a post")
-    assert (root.service == "upstream-producer" and root.parent_id == "0" * 16) or not root.parent_id
+    assert root.service == "upstream-producer"
+    assert root.parent_id == ""  # no parent: the trace starts at the producer
+    # Connecting the creator (before the post) was auth_service's own trace, served over HTTP.
+    connect = [s for s in receiver.spans if s.service == "auth_service" and s.kind == 2]  # SERVER
+    assert connect and all(s.trace_id != trace_id for s in connect)

@@ -53,6 +53,7 @@ from auth_service.web.routes import MANAGEMENT_PREFIX, add_routes
 from common.backoff import Backoff
 from common.cipher import TokenCipher
 from common.db import apply_migrations, create_pool
+from common.http_metrics import observe_http
 from common.kafka import (
     TOPIC_ACCESS_TOKENS,
     TOPIC_ACCOUNTS,
@@ -69,6 +70,7 @@ from common.logging import register_dsn_password, register_key_material, registe
 from common.outbox import BacklogGauge, OutboxRelay
 from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient
+from common.tracing import configure_tracing
 from common.web import (
     add_health_routes,
     api_key_middleware,
@@ -241,6 +243,7 @@ def register_log_secrets(settings: Settings) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     register_log_secrets(settings)
+    configure_tracing("auth_service", os.environ)  # off unless OTEL_* ask
     metrics = Metrics.create()
     app = web.Application(
         middlewares=[
@@ -251,6 +254,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    observe_http(app, metrics.registry)
     app[INSTANCE] = instance_name(settings)
     manage_topics = manage_topics_from_env()
     app[KAFKA_CHECK] = KafkaConnectivity(

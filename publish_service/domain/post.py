@@ -51,6 +51,8 @@ class PostRow:
     progress_emitted_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    trace_context: dict[str, str] | None = None
+    """W3C headers of the request's trace (``common.tracing``), for the worker's spans."""
 
 
 class LeaseLost(PipelineError):

@@ -18,14 +18,14 @@ import sys
 from aiohttp import web
 
 from auth_service.adapters.postgres import Repository
-from auth_service.app import MIGRATIONS, create_app, vault_of
+from auth_service.app import MIGRATIONS, create_app, register_log_secrets, vault_of
 from auth_service.handlers.keys import rotate_keys
 from auth_service.settings import Settings
 from common.db import create_pool, migrate
 from common.errors import ConfigError
 from common.kafka_provision import manage_topics_from_env
 from common.kafka_security import security_from_env
-from common.logging import configure_logging, register_secret
+from common.logging import configure_logging
 
 
 async def _rotate(settings: Settings, batch_size: int) -> None:
@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc.message}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    register_secret(settings.tiktok_client_secret.get())
-    register_secret(settings.api_key.get())
+    register_log_secrets(settings)
 
     if args.command == "migrate":
         applied = asyncio.run(migrate(settings.database_url.get(), settings.schema, MIGRATIONS))

@@ -21,13 +21,18 @@ from aiohttp import web
 from auth_service.adapters.postgres import Repository
 from auth_service.adapters.refresh_requests import refresh_request_loop
 from auth_service.adapters.vault import Vault
+from auth_service.domain.rate_limit import AddressLimiter
 from auth_service.domain.schedule import RefreshPolicy
 from auth_service.handlers.accounts import Accounts
 from auth_service.handlers.connect import ConnectConfig, ConnectFlow
 from auth_service.handlers.refresh import Housekeeping, RefreshConfig, Refresher
+from auth_service.handlers.revoke import Finisher, GrantRevoker, RevokeRetries
 from auth_service.keys import (
     ACCOUNTS,
+    BACKGROUND_POOL,
+    BACKGROUND_REPOSITORY,
     CONNECT,
+    CONNECT_LIMITER,
     HTTP,
     INSTANCE,
     LOOPS,
@@ -38,6 +43,7 @@ from auth_service.keys import (
     REFRESHER,
     RELAY,
     REPOSITORY,
+    REVOKE_RETRIES,
     SETTINGS,
     TIKTOK,
 )
@@ -47,6 +53,7 @@ from auth_service.web.routes import MANAGEMENT_PREFIX, add_routes
 from common.backoff import Backoff
 from common.cipher import TokenCipher
 from common.db import apply_migrations, create_pool
+from common.http_metrics import observe_http
 from common.kafka import (
     TOPIC_ACCESS_TOKENS,
     TOPIC_ACCOUNTS,
@@ -59,10 +66,11 @@ from common.kafka import (
 from common.kafka_health import KafkaConnectivity
 from common.kafka_provision import manage_topics_from_env
 from common.kafka_security import security_from_env
-from common.logging import register_secret
+from common.logging import register_dsn_password, register_key_material, register_secret
 from common.outbox import BacklogGauge, OutboxRelay
 from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient
+from common.tracing import configure_tracing
 from common.web import (
     add_health_routes,
     api_key_middleware,
@@ -90,12 +98,20 @@ def vault_of(settings: Settings) -> Vault:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
-    async with create_pool(s.database_url.get(), min_size=s.db_pool_min, max_size=s.db_pool_max) as pool:
+    dsn = s.database_url.get()
+    async with (
+        create_pool(dsn, min_size=s.db_pool_min, max_size=s.db_pool_max) as pool,
+        create_pool(dsn, min_size=1, max_size=s.background_db_pool_max) as background,
+    ):
         applied = await apply_migrations(pool, s.schema, MIGRATIONS)
         if applied:
             log.info("migrations_applied", files=applied)
         app[POOL] = pool
         app[REPOSITORY] = Repository(pool, vault_of(s), schema=s.schema, topic_prefix=s.topic_prefix)
+        app[BACKGROUND_POOL] = background
+        app[BACKGROUND_REPOSITORY] = Repository(
+            background, vault_of(s), schema=s.schema, topic_prefix=s.topic_prefix
+        )
         yield
 
 
@@ -127,13 +143,23 @@ async def _handlers(app: web.Application) -> AsyncIterator[None]:
             redirect_uri=s.oauth_redirect_uri,
             scopes=s.tiktok_scopes,
             pkce=s.tiktok_app_type == "desktop",
+            max_live_states=s.oauth_states_max,
         ),
         policy_of(s),
         metrics,
     )
-    app[ACCOUNTS] = Accounts(repo, tiktok)
+    finish = Finisher(
+        app[BACKGROUND_REPOSITORY],
+        GrantRevoker(tiktok),
+        Backoff(initial=s.revoke_retry_base_s, maximum=s.revoke_retry_cap_s, jitter=0.2),
+    )
+    app[ACCOUNTS] = Accounts(repo, tiktok, finish)
+    app[REVOKE_RETRIES] = RevokeRetries(
+        app[BACKGROUND_REPOSITORY], finish, poll_interval_s=min(5.0, s.revoke_retry_base_s)
+    )
+    app[CONNECT_LIMITER] = AddressLimiter(per_minute=s.connect_per_minute, burst=s.connect_burst)
     app[REFRESHER] = Refresher(
-        repo,
+        app[BACKGROUND_REPOSITORY],
         tiktok,
         RefreshConfig(
             owner=app[INSTANCE],
@@ -155,7 +181,7 @@ async def _kafka(app: web.Application) -> AsyncIterator[None]:
     s = app[SETTINGS]
     producer = Producer(s.kafka_bootstrap_servers, client_id=f"auth-{app[INSTANCE]}")
     app[PRODUCER] = producer
-    app[RELAY] = OutboxRelay(app[POOL], s.schema, producer)
+    app[RELAY] = OutboxRelay(app[BACKGROUND_POOL], s.schema, producer)
     app[REFRESH_REQUESTS] = refresh_request_loop(
         s.kafka_bootstrap_servers,
         s.topic_prefix,
@@ -196,18 +222,28 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         health=lambda: check.health() or topics.health() or relay.health(),
     )
     loops.add("refresh-requests", topics.waiting_first(app[REFRESH_REQUESTS].run), restart_delay=5.0)
-    loops.add("housekeeping", Housekeeping(app[REPOSITORY]).run, restart_delay=60.0)
+    loops.add("revoke-retries", app[REVOKE_RETRIES].run, restart_delay=5.0)
+    loops.add("housekeeping", Housekeeping(app[BACKGROUND_REPOSITORY]).run, restart_delay=60.0)
     loops.add("outbox-gauge", backlog.run, restart_delay=10.0)
     async with loops:
         yield
 
 
-def create_app(settings: Settings) -> web.Application:
+def register_log_secrets(settings: Settings) -> None:
+    """Every configured secret is masked in the logs (common.logging)."""
     register_secret(settings.tiktok_client_secret.get())
     register_secret(settings.api_key.get())
+    register_secret(settings.connect_handoff_key.get())
+    register_dsn_password(settings.database_url.get())
+    register_key_material([*settings.token_keys.keys.values(), *settings.transport_keys.keys.values()])
     kafka_security = security_from_env()  # a bad combination stops the start (ConfigError)
     if kafka_security.sasl_password is not None:
         register_secret(kafka_security.sasl_password.get())
+
+
+def create_app(settings: Settings) -> web.Application:
+    register_log_secrets(settings)
+    configure_tracing("auth_service", os.environ)  # off unless OTEL_* ask
     metrics = Metrics.create()
     app = web.Application(
         middlewares=[
@@ -218,6 +254,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    observe_http(app, metrics.registry)
     app[INSTANCE] = instance_name(settings)
     manage_topics = manage_topics_from_env()
     app[KAFKA_CHECK] = KafkaConnectivity(

@@ -8,9 +8,11 @@ import aiohttp
 from aiohttp import web
 
 from auth_service.adapters.postgres import Repository
+from auth_service.domain.rate_limit import AddressLimiter
 from auth_service.handlers.accounts import Accounts
 from auth_service.handlers.connect import ConnectFlow
 from auth_service.handlers.refresh import Refresher
+from auth_service.handlers.revoke import RevokeRetries
 from auth_service.metrics import Metrics
 from auth_service.settings import Settings
 from common.events import Envelope, RefreshRequestedData
@@ -24,6 +26,11 @@ METRICS = web.AppKey("metrics", Metrics)
 INSTANCE = web.AppKey("instance", str)
 POOL = web.AppKey("pool", Any)
 REPOSITORY = web.AppKey("repository", Repository)
+BACKGROUND_POOL = web.AppKey("background_pool", Any)
+BACKGROUND_REPOSITORY = web.AppKey("background_repository", Repository)
+"""On connections web handlers cannot take: refresh loop, outbox relay, housekeeping (#12.11)."""
+CONNECT_LIMITER = web.AppKey("connect_limiter", AddressLimiter)
+REVOKE_RETRIES = web.AppKey("revoke_retries", RevokeRetries)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 TIKTOK = web.AppKey("tiktok", TikTokClient)
 CONNECT = web.AppKey("connect", ConnectFlow)

@@ -34,7 +34,7 @@ class Metrics:
     def create(cls) -> Metrics:
         registry = CollectorRegistry()
         shared = SharedMetrics.create(registry)  # the names both services export alike
-        return cls(
+        metrics = cls(
             registry=registry,
             refreshes=Counter(
                 "tiktok_token_refreshes",
@@ -43,7 +43,7 @@ class Metrics:
                 registry=registry,
             ),
             refresh_seconds=Histogram(
-                "tiktok_token_refresh_seconds",
+                "tiktok_token_refresh_duration_seconds",
                 "Duration of one refresh: the TikTok call and the commit",
                 registry=registry,
                 buckets=_SECONDS,
@@ -66,3 +66,7 @@ class Metrics:
             consumer_lag=shared.consumer_lag,
             shared=shared,
         )
+        # Every outcome exists from the start (0), so rate() and the alerts see it before it happens.
+        for outcome in ("ok", "retry", "reauth_required", "stale"):
+            metrics.refreshes.labels(outcome)
+        return metrics

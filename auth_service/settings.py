@@ -10,6 +10,12 @@ from common.cipher import KeyRing
 from common.errors import ConfigError
 from common.metrics_site import read_metrics_port
 from common.settings import EnvReader, Secret
+from common.settings_checks import (
+    api_key_strength,
+    distinct_key_rings,
+    https_unless_local,
+    key_ring_entries,
+)
 
 DEFAULT_SCOPES = ("user.info.basic", "video.upload", "video.publish")
 INSIGHTS_SCOPES = ("video.list", "user.info.stats")
@@ -65,6 +71,8 @@ class Settings:
     token_keys: KeyRing = field(repr=False)
     transport_keys: KeyRing = field(repr=False)
     api_key: Secret
+    connect_handoff_key: Secret = field(default_factory=lambda: Secret(""))
+    """Signs the hand-off to CONNECT_SUCCESS_URL; empty: derived from API_KEY (domain/handoff.py)."""
     topic_prefix: str = ""
     tiktok_app_type: Literal["web", "desktop"] = "web"
     tiktok_scopes: tuple[str, ...] = DEFAULT_SCOPES
@@ -74,6 +82,17 @@ class Settings:
     schema: str = "auth"
     db_pool_min: int = 1
     db_pool_max: int = 10
+    background_db_pool_max: int = 4
+    """Connections only the refresh loop, outbox relay and housekeeping use: a flood of web requests
+    cannot take them (#12.11)."""
+    connect_per_minute: float = 10.0
+    connect_burst: int = 10
+    """/v1/connect per client address (token bucket); more is refused with 429 (#12.11)."""
+    revoke_retry_base_s: float = 30.0
+    revoke_retry_cap_s: float = 3600.0
+    """A revoke TikTok did not accept on disconnect is retried with this backoff (#12.16)."""
+    oauth_states_max: int = 10_000
+    """Sign-ins in progress (live OAuth states) at most; more is refused with 503 (#12.11)."""
     consumer_group: str = "auth-service"
     instance_id: str = ""
     """Names this replica in leases; empty means host name + pid + random suffix, chosen at start."""
@@ -103,7 +122,7 @@ class Settings:
                 "AUTH_REFRESH_REQUEST_MIN_INTERVAL_S", defaults.request_min_interval_s
             ),
         )
-        return cls(
+        settings = cls(
             database_url=env.secret("DATABASE_URL"),
             kafka_bootstrap_servers=env.string("KAFKA_BOOTSTRAP_SERVERS"),
             topic_prefix=env.string("TOPIC_PREFIX", ""),
@@ -119,20 +138,21 @@ class Settings:
             ),
             oauth_redirect_uri=env.string("OAUTH_REDIRECT_URI"),
             connect_success_url=env.string("CONNECT_SUCCESS_URL"),
-            token_keys=KeyRing.parse(
-                env.secret("TOKEN_KEYS").get(), env.optional("TOKEN_ACTIVE_KEY_ID"), name="TOKEN_KEYS"
-            ),
-            transport_keys=KeyRing.parse(
-                env.secret("TRANSPORT_KEYS").get(),
-                env.optional("TRANSPORT_ACTIVE_KEY_ID"),
-                name="TRANSPORT_KEYS",
-            ),
+            token_keys=_strict_ring(env, "TOKEN_KEYS", "TOKEN_ACTIVE_KEY_ID"),
+            transport_keys=_strict_ring(env, "TRANSPORT_KEYS", "TRANSPORT_ACTIVE_KEY_ID"),
             api_key=env.secret("API_KEY"),
+            connect_handoff_key=env.secret("CONNECT_HANDOFF_KEY", ""),
             http_host=env.string("HTTP_HOST", "127.0.0.1"),
             http_port=env.integer("HTTP_PORT", 8081),
             metrics_port=read_metrics_port(env, env.integer("HTTP_PORT", 8081)),
             db_pool_min=env.integer("AUTH_DB_POOL_MIN", 1),
             db_pool_max=env.integer("AUTH_DB_POOL_MAX", 10),
+            background_db_pool_max=env.integer("AUTH_BACKGROUND_DB_POOL_MAX", 4),
+            connect_per_minute=env.number("AUTH_CONNECT_PER_MINUTE", 10.0),
+            connect_burst=env.integer("AUTH_CONNECT_BURST", 10),
+            oauth_states_max=env.integer("AUTH_OAUTH_STATES_MAX", 10_000),
+            revoke_retry_base_s=env.number("AUTH_REVOKE_RETRY_BASE_S", 30.0),
+            revoke_retry_cap_s=env.number("AUTH_REVOKE_RETRY_CAP_S", 3600.0),
             consumer_group=env.string("AUTH_CONSUMER_GROUP", "auth-service"),
             instance_id=env.string("INSTANCE_ID", ""),
             refresh=tuning,
@@ -140,3 +160,29 @@ class Settings:
             log_level=env.string("LOG_LEVEL", "INFO"),
             log_format=env.string("LOG_FORMAT", "json"),
         )
+        # #12.18: what KeyRing.parse would accept silently (a repeated id, stray characters, a zero
+        # key, one key for both purposes), a guessable API key, and http to TikTok outside local mode.
+        token_spec, transport_spec = env.secret("TOKEN_KEYS").get(), env.secret("TRANSPORT_KEYS").get()
+        distinct_key_rings("TOKEN_KEYS", token_spec, "TRANSPORT_KEYS", transport_spec)
+        api_key_strength("API_KEY", settings.api_key.get())
+        for name, value in (
+            ("AUTH_BACKGROUND_DB_POOL_MAX", settings.background_db_pool_max),
+            ("AUTH_CONNECT_PER_MINUTE", settings.connect_per_minute),
+            ("AUTH_CONNECT_BURST", settings.connect_burst),
+            ("AUTH_OAUTH_STATES_MAX", settings.oauth_states_max),
+            ("AUTH_REVOKE_RETRY_BASE_S", settings.revoke_retry_base_s),
+        ):
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if settings.connect_handoff_key:
+            api_key_strength("CONNECT_HANDOFF_KEY", settings.connect_handoff_key.get())
+        https_unless_local(
+            "TIKTOK_API_BASE", settings.tiktok_api_base, allow_http=env.boolean("TIKTOK_ALLOW_HTTP", False)
+        )
+        return settings
+
+
+def _strict_ring(env: EnvReader, name: str, active_name: str) -> KeyRing:
+    spec = env.secret(name).get()
+    key_ring_entries(name, spec)  # refuses what KeyRing.parse would take silently (#12.18)
+    return KeyRing.parse(spec, env.optional(active_name), name=name)

@@ -11,7 +11,7 @@ scenario then makes every account due at once and measures until every account's
 moved on. The same accounts serve both scenarios (their newest refresh tokens are in the database).
 
 accounts/s is wall-clock throughput; p50/p95 per refresh come from the replicas' own
-``tiktok_token_refresh_seconds`` histograms (the TikTok call plus the commit), interpolated within
+``tiktok_token_refresh_duration_seconds`` histograms (the TikTok call plus the commit), interpolated within
 buckets as Prometheus' histogram_quantile does.
 """
 
@@ -169,7 +169,7 @@ async def scrape(http: aiohttp.ClientSession, url: str) -> dict[float, float]:
         text = await r.text()
     out: dict[float, float] = {}
     for line in text.splitlines():
-        if line.startswith("tiktok_token_refresh_seconds_bucket{"):
+        if line.startswith("tiktok_token_refresh_duration_seconds_bucket{"):
             le = line.split('le="')[1].split('"')[0]
             out[float(le)] = float(line.rsplit(" ", 1)[1])
     return out

@@ -14,12 +14,15 @@ from common.event_posts import Frozen
 
 class AccountStatus(StrEnum):
     """connected: posts can go; reauth_required: the creator must connect again; disconnected: gone;
-    revoked: gone because the creator removed the app's access in TikTok (``authorization.removed``)."""
+    revoked: gone because the creator removed the app's access in TikTok (``authorization.removed``).
+    revoke_pending: disconnected here, the grant's revocation at TikTok is still being retried (the
+    account events say disconnected; only auth_service's API shows this state)."""
 
     connected = "connected"
     reauth_required = "reauth_required"
     disconnected = "disconnected"
     revoked = "revoked"
+    revoke_pending = "revoke_pending"
 
 
 AUTHORIZATION_REMOVED = "authorization_removed"

@@ -2,17 +2,22 @@
 
 Redaction works two ways: values under keys that name secrets are replaced, and any string anywhere in
 an event that contains a registered secret value or looks like a TikTok token (``act.…``, ``rft.…``)
-is masked. Services register their configured secrets (client secret, API key) at start-up.
+is masked. Services register their configured secrets (client secret, API key, the database password,
+the S3 secret, key material) at start-up; URL passwords, presigned-URL signatures, PKCE verifiers and
+the browser nonce cookie are masked by pattern.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import logging
 import re
 import sys
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import structlog
 
@@ -20,16 +25,21 @@ REDACTED = "[redacted]"
 
 _SECRET_KEY = re.compile(
     r"(^|_)(access_token|refresh_token|token|code|code_verifier|client_secret|secret|password|"
-    r"authorization|api_key|upload_token|signature|cookie|set_cookie|state)$",
+    r"authorization|api_key|upload_token|signature|cookie|set_cookie|state|nonce|database_url|dsn|"
+    r"token_keys|transport_keys|secret_access_key)$",
     re.IGNORECASE,
 )
 # Named like a secret ("…_code") but what an operator must read: a stable error code.
 _PUBLIC_KEYS = frozenset({"error_code", "status_code", "http_code"})
 _TOKEN_LIKE = re.compile(r"\b(?:act|rft|clt)\.[A-Za-z0-9._~\-*]+(?:![0-9]+)?")
 _URL_SECRET_PARAM = re.compile(
-    r"((?:^|[?&])(?:code|state|upload_token|access_token|refresh_token|client_secret|token)=)[^&\s\"']+",
+    r"((?:^|[?&;,\s])(?:code|state|upload_token|access_token|refresh_token|client_secret|token|"
+    r"code_verifier|x-amz-signature|x-amz-credential|x-amz-security-token|signature|"
+    r"(?:__Host-)?tt_connect)=)[^&;,\s\"']+",
     re.IGNORECASE,
 )
+# scheme://user:password@host: the password (a DSN in a driver's error message, a URL in a log line).
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)[^@/\s]+(@)")
 
 _registered: set[str] = set()
 _lock = threading.Lock()
@@ -42,11 +52,35 @@ def register_secret(value: str | None) -> None:
             _registered.add(value)
 
 
+MIN_MASKED_PASSWORD = 12
+"""A shorter database password (a dev stack's ``tiktok``) is a word, not a secret worth blanking out
+everywhere (it would mask topic names); inside a URL it is still masked by pattern."""
+
+
+def register_dsn_password(dsn: str | None) -> None:
+    """Mask the password of a ``scheme://user:password@host/…`` URL wherever it appears."""
+    if dsn:
+        with contextlib.suppress(ValueError):
+            for password in (urlsplit(dsn).password or "", unquote(urlsplit(dsn).password or "")):
+                if len(password) >= MIN_MASKED_PASSWORD:
+                    register_secret(password)
+
+
+def register_key_material(keys: Iterable[bytes]) -> None:
+    """Mask each key of a key ring as it could be written (base64url or standard, padded or not)."""
+    for key in keys:
+        for encode in (base64.urlsafe_b64encode, base64.b64encode):
+            text = encode(key).decode()
+            register_secret(text)
+            register_secret(text.rstrip("="))
+
+
 def redact_text(text: str) -> str:
     for secret in tuple(_registered):
         if secret in text:
             text = text.replace(secret, REDACTED)
     text = _TOKEN_LIKE.sub(REDACTED, text)
+    text = _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + m.group(2), text)
     return _URL_SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text)
 
 

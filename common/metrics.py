@@ -6,9 +6,18 @@ process, as the tests do.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -23,6 +32,10 @@ class SharedMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> SharedMetrics:
+        # The standard process_* (CPU, memory, open fds) and python_* (GC, version) collectors.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
         return cls(
             api_calls=Counter(
                 "tiktok_api_calls",
@@ -62,5 +75,10 @@ class SharedMetrics:
         self.api_calls.labels(endpoint, result).inc()
         self.api_seconds.labels(endpoint).observe(seconds)
 
-    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+    def set_lag(self, topic: str, partition: int, lag: int | None) -> None:
+        """A ``common.kafka.ConsumeLoop`` lag observer: ``None`` drops a partition no longer owned."""
+        if lag is None:
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(topic, str(partition))
+            return
         self.consumer_lag.labels(topic, str(partition)).set(lag)

@@ -23,14 +23,25 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, set_span_in_context
 
 from common.backoff import Backoff
 from common.db import Connection, advisory_lock_key, validate_identifier
 from common.errors import InvalidInput, PipelineError, is_retriable
 from common.kafka import Delivered, KafkaError, OutgoingMessage, Producer
 from common.tasks import sleep_or_stop, wait_or_stop
+from common.tracing import context_from_carrier, current_carrier, inject_headers, tracer
 
-__all__ = ["BacklogGauge", "OutboxError", "OutboxRelay", "enqueue", "notify_channel", "outbox_ddl"]
+__all__ = [
+    "BacklogGauge",
+    "OutboxError",
+    "OutboxRelay",
+    "enqueue",
+    "notify_channel",
+    "outbox_ddl",
+    "outbox_trace_ddl",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +67,12 @@ def outbox_ddl(schema: str) -> str:
     created_at timestamptz NOT NULL DEFAULT now()
 );
 """
+
+
+def outbox_trace_ddl(schema: str) -> str:
+    """The migration that adds ``trace_context`` (W3C headers of the enqueuing span, or NULL)."""
+    validate_identifier(schema)
+    return f"ALTER TABLE {schema}.outbox ADD COLUMN IF NOT EXISTS trace_context jsonb;\n"
 
 
 def notify_channel(schema: str) -> str:
@@ -96,13 +113,16 @@ async def enqueue(
     size = len(key_bytes) + len(value or b"") + sum(len(n) + len(v) for n, v in headers)
     if size > max_record_bytes:
         raise InvalidInput(f"event of {size} bytes for {topic} exceeds the {max_record_bytes}-byte limit")
+    # The trace of the change (if any) travels with the row: the relay sends it in the headers.
+    carrier = current_carrier()
     event_id: int = await conn.fetchval(
-        f"INSERT INTO {schema}.outbox (topic, key, value, headers)"
-        " VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
+        f"INSERT INTO {schema}.outbox (topic, key, value, headers, trace_context)"
+        " VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) RETURNING id",
         topic,
         key_bytes,
         value,
         _encode_headers(headers),
+        json.dumps(carrier) if carrier else None,
     )
     # Delivered at commit, and not at all on rollback.
     await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
@@ -210,7 +230,8 @@ class OutboxRelay:
         while not stopping.is_set():
             self._wake.clear()
             rows = await conn.fetch(
-                f"SELECT id, topic, key, value, headers FROM {self.schema}.outbox ORDER BY id LIMIT $1",
+                f"SELECT id, topic, key, value, headers, trace_context FROM {self.schema}.outbox"
+                " ORDER BY id LIMIT $1",
                 self._batch_size,
             )
             if not rows:
@@ -226,13 +247,22 @@ class OutboxRelay:
 
     async def _publish(self, conn: Connection, rows: Sequence[Any]) -> KafkaError | None:
         """Send ``rows``; delete the delivered ones; return the first failure, if any."""
+        spans = [_publish_span(r["topic"], r["trace_context"]) for r in rows]
         messages = [
             OutgoingMessage(
-                topic=r["topic"], key=bytes(r["key"]), value=r["value"], headers=_decode_headers(r["headers"])
+                topic=r["topic"],
+                key=bytes(r["key"]),
+                value=r["value"],
+                headers=_traced_headers(_decode_headers(r["headers"]), span),
             )
-            for r in rows
+            for r, span in zip(rows, spans, strict=True)
         ]
-        results = await self._producer.send_batch_settled(messages)
+        try:
+            results = await self._producer.send_batch_settled(messages)
+        finally:
+            for span in spans:
+                if span is not None:
+                    span.end()
         # Per partition the delivered records are a prefix, so deleting exactly them never lets a
         # later event of a key overtake an earlier one that is still waiting.
         delivered = [
@@ -255,6 +285,22 @@ class OutboxRelay:
                 error=str(errors[0]),
             )
         return errors[0]
+
+
+def _publish_span(topic: str, stored: str | None) -> Any:
+    """A producer span continuing the trace stored with the row (None: the row carries no trace)."""
+    if not stored:
+        return None
+    parent = context_from_carrier(json.loads(stored))
+    return tracer(__name__).start_span(f"{topic} publish", context=parent, kind=SpanKind.PRODUCER)
+
+
+def _traced_headers(headers: list[tuple[str, bytes]], span: Any) -> list[tuple[str, bytes]]:
+    if span is None:
+        return headers
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=set_span_in_context(span))
+    return inject_headers(headers, carrier)
 
 
 class BacklogGauge:

@@ -43,7 +43,12 @@ class Runnable(Protocol):
 
 
 class NotReady(RuntimeError):
-    """Raised by ``BackgroundLoops.check``; the message names each unhealthy loop."""
+    """Raised by ``BackgroundLoops.check``; the message names each unhealthy loop (for the log),
+    ``parts`` names them only (what an unauthenticated ``/readyz`` may show)."""
+
+    def __init__(self, message: str, parts: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.parts = parts
 
 
 @dataclass
@@ -144,7 +149,7 @@ class BackgroundLoops:
         """For ``/readyz``: raise ``NotReady`` naming every unhealthy loop."""
         found = self.problems()
         if found:
-            raise NotReady("; ".join(f"{name}: {problem}" for name, problem in found.items()))
+            raise NotReady("; ".join(f"{name}: {problem}" for name, problem in found.items()), tuple(found))
 
 
 async def sleep_or_stop(stopping: asyncio.Event, seconds: float) -> bool:

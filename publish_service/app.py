@@ -9,6 +9,7 @@ their last events, and the pool closes last.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from common.cipher import TokenCipher
 from common.db import apply_migrations, create_pool
+from common.http_metrics import observe_http
 from common.kafka import (
     TOPIC_ACCESS_TOKENS,
     TOPIC_ACCOUNTS,
@@ -34,11 +36,12 @@ from common.kafka import (
 from common.kafka_health import KafkaConnectivity
 from common.kafka_provision import manage_topics_from_env
 from common.kafka_security import security_from_env
-from common.logging import register_secret
+from common.logging import register_dsn_password, register_key_material, register_secret
 from common.outbox import BacklogGauge, OutboxRelay
 from common.s3 import ObjectStore
 from common.tasks import BackgroundLoops, started_after
 from common.tiktok.client import TikTokClient
+from common.tracing import configure_tracing
 from common.web import add_health_routes, api_key_middleware, correlation_middleware, error_middleware
 from publish_service.adapters.kafka_state import FullTopicSource
 from publish_service.adapters.media import MediaSource
@@ -95,6 +98,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             ),
             rate_window_s=settings.rate_window_s,
             on_transition=lambda state: app[METRICS].posts.labels(state).inc(),
+            on_error=lambda state, code: app[METRICS].post_errors.labels(state, code).inc(),
+            on_dead_letter=lambda code: app[METRICS].dead_letters.labels(code).inc(),
         )
         yield
     finally:
@@ -213,6 +218,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         "outbox-gauge", BacklogGauge(app[RELAY], metrics.shared.outbox_backlog.labels("publish").set).run
     )
     loops.add("intake", started_after(state.caught_up, intake_loop.run), restart_delay=2.0)
+    metrics.workers.set(settings.workers)
     if settings.insights_enabled:
         add_insights_loops(loops, app[POOL], repo, app[TIKTOK], settings, metrics.registry)
     for n in range(settings.workers):
@@ -228,6 +234,10 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     register_secret(settings.tiktok_client_secret.get())
     register_secret(settings.api_key.get())
+    configure_tracing("publish_service", os.environ)  # off unless OTEL_* ask
+    register_secret(settings.s3_secret_access_key.get())
+    register_dsn_password(settings.database_url.get())
+    register_key_material(settings.transport_keys.keys.values())
     kafka_security = security_from_env()  # a bad combination stops the start (ConfigError)
     if kafka_security.sasl_password is not None:
         register_secret(kafka_security.sasl_password.get())
@@ -241,6 +251,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    observe_http(app, app[METRICS].registry)
     specs = list(standard_topics(settings.topic_prefix, partitions=settings.kafka_partitions).values())
     manage_topics = manage_topics_from_env()
     app[KAFKA_CHECK] = KafkaConnectivity(settings.kafka_bootstrap_servers, specs, manage_topics=manage_topics)

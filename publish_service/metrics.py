@@ -49,8 +49,26 @@ class Metrics:
         self.chunk_retries = Counter(
             "tiktok_upload_chunk_retries", "Chunk PUT retries by cause", ["cause"], registry=r
         )
+        for cause in ("transport", "resync"):  # known causes exist from the start (0)
+            self.chunk_retries.labels(cause)
         self.bytes_sent = Counter("tiktok_upload_bytes", "Video bytes TikTok acknowledged", registry=r)
         self.webhooks = Counter(
             "publish_webhooks_total", "Webhook deliveries by outcome", ["outcome"], registry=r
         )
         self.busy_workers = Gauge("publish_workers_busy", "Workers working on a post", registry=r)
+        self.workers = Gauge("publish_workers", "Workers this replica runs", registry=r)
+        self.post_errors = Counter(
+            "publish_post_errors",
+            "Posts that ended failed or rejected, by state and error code (a TikTok code or ours)",
+            ["state", "code"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "publish_dead_letters", "Requests sent to the dead-letter topic, by code", ["code"], registry=r
+        )
+        self.oldest_in_state = Gauge(
+            "tiktok_posts_oldest_in_state_seconds",
+            "Age of the oldest post in each unfinished state since it last changed (0: none)",
+            ["state"],
+            registry=r,
+        )

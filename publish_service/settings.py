@@ -12,6 +12,7 @@ from common.errors import ConfigError
 from common.kafka import DEFAULT_PARTITIONS
 from common.metrics_site import read_metrics_port
 from common.settings import EnvReader, Secret
+from common.settings_checks import api_key_strength, bounded_presign_ttl, https_unless_local, key_ring_entries
 from common.tiktok.chunks import DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK
 from common.tiktok.guard import DEFAULT_UPLOAD_DOMAINS
 from publish_service.domain.insights import DEFAULT_SCHEDULE_S, parse_schedule
@@ -138,6 +139,12 @@ class Settings:
             insights_stats_interval_s=env.number("INSIGHTS_STATS_INTERVAL_S", 86400.0),
             insights_poll_s=env.number("INSIGHTS_POLL_S", 5.0),
         )
+        key_ring_entries("TRANSPORT_KEYS", env.secret("TRANSPORT_KEYS").get())  # strict: #12.18
+        api_key_strength("API_KEY", settings.api_key.get())
+        https_unless_local(
+            "TIKTOK_API_BASE", settings.tiktok_api_base, allow_http=env.boolean("TIKTOK_ALLOW_HTTP", False)
+        )
+        bounded_presign_ttl("MEDIA_PRESIGN_TTL_S", settings.presign_ttl_s)
         if settings.lease_s <= settings.tiktok_timeout_s:
             # A worker waiting on a slow TikTok call must still hold its lease when the answer comes.
             raise ConfigError("PUBLISH_LEASE_S must be longer than TIKTOK_TIMEOUT_S")

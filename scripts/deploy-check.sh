@@ -8,6 +8,8 @@
 #      Schemas in deploy/schemas/ (deploy/tools/validate_crds.py).
 #   3. Parse every PromQL expression of the alerts and the Grafana dashboard with Prometheus's own
 #      parser (deploy/tools/promql-check).
+#   4. `promtool check rules` and `promtool test rules deploy/prometheus/alerts-test.yml`: the alert
+#      rules evaluated against recorded series.
 #
 # Builds its Go tools on first use, from the Go module proxy at pinned versions (helm and kustomize
 # with `go install`, promql-check from its go.sum), into ${XDG_CACHE_HOME:-$HOME/.cache}/tiktok-pipeline/bin
@@ -17,6 +19,7 @@
 # Environment:
 #   HELM / KUSTOMIZE     binaries to use instead (their versions are not checked)
 #   HELM_VERSION         the version go install fetches (default below)
+#   PROMTOOL             promtool to use instead; PROMTOOL_VERSION the version go install fetches
 #   KUSTOMIZE_VERSION    the version go install fetches (default below)
 #   KUBERNETES_VERSIONS  space-separated versions to validate against (default below)
 #   DEPLOY_CHECK_OUT     directory to keep the rendered YAML in (<name>.yaml); a temp dir otherwise
@@ -26,6 +29,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.8.1}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+# promtool's module is prometheus/prometheus, the version promql-check's go.mod already pins.
+PROMTOOL_VERSION="${PROMTOOL_VERSION:-v0.316.0}"
 # The oldest Kubernetes minor still commonly run, and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS="${KUBERNETES_VERSIONS:-1.31.0 1.37.0}"
 CACHE_BIN="${XDG_CACHE_HOME:-$HOME/.cache}/tiktok-pipeline/bin"
@@ -107,6 +112,7 @@ ensure_promql_check() {
 ensure_tool HELM helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 ensure_tool KUSTOMIZE kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 ensure_promql_check
+ensure_tool PROMTOOL promtool github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION"
 log "helm: $("$HELM" version --short 2>/dev/null || echo unknown) ($HELM)"
 log "kustomize: $("$KUSTOMIZE" version 2>/dev/null || echo unknown) ($KUSTOMIZE)"
 
@@ -186,4 +192,11 @@ fi
 if [[ $failed -ne 0 ]]; then
     die "deploy artefacts are invalid (rendered output in $OUT)"
 fi
-log "OK: the chart lints; helm-dev, helm-prod, helm-ci and the dev and prod overlays render and validate; alerts and dashboard PromQL parse"
+log "promtool check rules and test rules (deploy/prometheus/alerts-test.yml)"
+if ! { "$PROMTOOL" check rules "$ROOT/deploy/prometheus/alerts.yml" \
+        && "$PROMTOOL" test rules "$ROOT/deploy/prometheus/alerts-test.yml"; } 2>&1 | sed 's/^/  /' >&2; then
+    log "FAIL: promtool on the alert rules"
+    failed=1
+fi
+
+log "OK: the chart lints; helm-dev, helm-prod, helm-ci and the dev and prod overlays render and validate; alerts and dashboard PromQL parse; the alert rules pass their unit tests"

@@ -315,3 +315,11 @@ async def s3_bucket(stack: StackEndpoints) -> AsyncIterator[str]:
     finally:
         async with s3_client(stack) as s3:
             await _empty_and_delete_bucket(s3, bucket)
+
+
+@pytest.fixture
+def spans() -> Any:
+    """Finished spans of this test (the SDK's in-memory exporter; see tests/spans.py)."""
+    from tests.spans import in_memory_spans
+
+    return in_memory_spans()

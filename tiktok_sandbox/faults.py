@@ -23,6 +23,9 @@ class FaultRule:
     shape: str | None = None
     body: str | None = None  # the text of a "text" answer
     log_id_header: bool = True  # send `x-tt-logid`, as TikTok does (the only id of an empty answer)
+    # Answer normally, then remove these top-level JSON fields, or set them to null (a malformed answer).
+    drop_fields: list[str] | None = None
+    null_fields: list[str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

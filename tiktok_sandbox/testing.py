@@ -144,6 +144,8 @@ class SandboxControl:
         shape: str | None = None,
         body: str | None = None,
         log_id_header: bool = True,
+        drop_fields: list[str] | None = None,
+        null_fields: list[str] | None = None,
     ) -> dict[str, Any]:
         """Affect the next `count` requests to `endpoint` (a path; `/video/` for upload PUTs).
 
@@ -163,6 +165,8 @@ class SandboxControl:
                 "shape": shape,
                 "body": body,
                 "log_id_header": log_id_header,
+                "drop_fields": drop_fields,
+                "null_fields": null_fields,
             },
         )
         return result

@@ -50,7 +50,7 @@ def refresh_request_loop(
     *,
     client_id: str | None = None,
     backoff: Backoff | None = None,
-    on_lag: Callable[[str, int, int], None] | None = None,
+    on_lag: Callable[[str, int, int | None], None] | None = None,
     on_bad: Callable[[str, str], None] | None = None,
 ) -> ConsumeLoop[RefreshRequest]:
     consumer = Consumer(

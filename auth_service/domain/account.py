@@ -30,7 +30,9 @@ _ALLOWED: dict[str, frozenset[AccountStatus]] = {
     "connect": frozenset(AccountStatus),
     "refresh": frozenset({AccountStatus.connected}),
     "require_reauth": frozenset({AccountStatus.connected}),
-    "disconnect": frozenset({AccountStatus.connected, AccountStatus.reauth_required}),
+    "disconnect": frozenset(
+        {AccountStatus.connected, AccountStatus.reauth_required, AccountStatus.revoke_pending}
+    ),
 }
 
 _RESULT: dict[str, AccountStatus] = {

@@ -10,6 +10,7 @@ import structlog
 from auth_service.adapters.postgres import Repository
 from auth_service.domain.account import Account, transition
 from auth_service.handlers.ports import TikTokAuth
+from auth_service.handlers.revoke import Finisher, Verdict
 from common.errors import InvalidInput, NotFound, TransientError
 from common.tiktok.errors import Action, TikTokError, TikTokTransportError
 
@@ -35,12 +36,14 @@ class Disconnected:
     account_id: str
     revoked: bool
     revoke_error: str | None
+    revoke_pending: bool = False
 
 
 class Accounts:
-    def __init__(self, repo: Repository, tiktok: TikTokAuth) -> None:
+    def __init__(self, repo: Repository, tiktok: TikTokAuth, finish: Finisher) -> None:
         self._repo = repo
         self._tiktok = tiktok
+        self._finish = finish
 
     async def list(self, *, status: str | None, after: str | None, limit: int) -> list[Account]:
         if after is not None and "\x00" in after:  # Postgres refuses NUL in text: say so, not 500
@@ -75,33 +78,13 @@ class Accounts:
         )
 
     async def disconnect(self, account_id: str, correlation_id: str | None = None) -> Disconnected:
-        """Revoke the grant at TikTok, then delete the account and announce it.
-
-        A revoke TikTok could not be asked (network, 5xx) fails the request with nothing deleted, so
-        the operator can retry; a revoke TikTok refuses (the token already dead) still forgets the
-        account: there is no grant left to protect.
-        """
+        """Revoke the grant at TikTok (refreshing first when the access token is dead), then forget
+        the account and announce it; when TikTok cannot be made to revoke now, the account stays as
+        ``revoke_pending`` (announced as disconnected, token tombstoned) and is retried (#12.16)."""
         account = await self.get(account_id)
         transition(account.status, "disconnect")
-        token = await self._repo.access_token(account_id)
-        revoked, revoke_error = False, None
-        if token is not None:
-            try:
-                await self._tiktok.revoke(token)
-                revoked = True
-            except TikTokTransportError as exc:
-                raise TransientError(f"TikTok did not answer the revoke: {exc.message}") from exc
-            except TikTokError as exc:
-                # Only a passing failure (5xx, 429) is worth a retry; a dead token has nothing to revoke.
-                if exc.action is Action.retry:
-                    raise TransientError(f"TikTok could not revoke now: {exc.tiktok_code}") from exc
-                revoke_error = exc.tiktok_code
-        async with self._repo.transaction(correlation_id) as tx:
-            current = await tx.lock(account_id)
-            if current is None:
-                raise AccountNotFound(f"no account {account_id!r}")
-            await tx.delete(account_id)
-            await tx.emit_disconnected(current, reason="revoked" if revoked else f"forgotten:{revoke_error}")
-            await tx.emit_access_token_tombstone(account_id)
-        log.info("account_disconnected", account_id=account_id, revoked=revoked, revoke_error=revoke_error)
-        return Disconnected(account_id, revoked, revoke_error)
+        outcome = await self._finish(account_id, correlation_id)
+        if outcome is None:
+            raise AccountNotFound(f"no account {account_id!r}")
+        pending = outcome.verdict is Verdict.pending
+        return Disconnected(account_id, outcome.verdict is Verdict.revoked, outcome.error, pending)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass
 
@@ -19,10 +20,11 @@ from auth_service.domain.oauth_state import (
     new_secret_value,
 )
 from auth_service.domain.schedule import RefreshPolicy
+from auth_service.domain.scopes import PublishMode, publish_mode
 from auth_service.handlers.ports import TikTokAuth
 from auth_service.metrics import Metrics
 from common.events import EventType
-from common.tiktok.client import build_authorize_url
+from common.tiktok.client import TokenGrant, build_authorize_url
 from common.tiktok.errors import TikTokError, TikTokTransportError
 from common.tiktok.pkce import code_challenge, make_code_verifier
 
@@ -44,6 +46,13 @@ class TikTokUnavailable(ConnectRefused):
     title = "TikTok could not be reached"
 
 
+class ConnectBusy(ConnectRefused):
+    code = "connect_busy"
+    http_status = 503
+    retriable = True
+    title = "Too many sign-ins are in progress"
+
+
 class ConnectConflict(ConnectRefused):
     code = "connect_conflict"
     http_status = 409
@@ -60,12 +69,19 @@ class ConnectStart:
 
 
 @dataclass(frozen=True)
+class Connected:
+    account_id: str
+    mode: PublishMode
+
+
+@dataclass(frozen=True)
 class ConnectConfig:
     client_key: str
     authorize_url: str
     redirect_uri: str
     scopes: tuple[str, ...]
     pkce: bool
+    max_live_states: int = 10_000
 
 
 class ConnectFlow:
@@ -85,13 +101,18 @@ class ConnectFlow:
         self._metrics = metrics
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
 
-    async def start(self, browser_nonce: str | None) -> ConnectStart:
-        """A new single-use state, bound to the browser's nonce (a new one if it has none)."""
-        nonce = browser_nonce or new_secret_value()
+    async def start(self) -> ConnectStart:
+        """A new single-use state, bound to a new browser nonce (never one the browser offers: #12.12)."""
+        nonce = new_secret_value()
         state = new_secret_value()
         verifier = make_code_verifier() if self._config.pkce else None
+        ttl_s, cap = STATE_TTL.total_seconds(), self._config.max_live_states
         async with self._repo.transaction() as tx:
-            await tx.save_state(digest(state), digest(nonce), verifier, STATE_TTL.total_seconds())
+            # The table stays bounded whatever arrives (#12.11); the per-address limit is at the edge.
+            if await tx.live_states(ttl_s, cap) >= cap:
+                self._metrics.connects.labels(ConnectBusy.code).inc()
+                raise ConnectBusy(f"{cap} sign-ins are already in progress; try again in a few minutes")
+            await tx.save_state(digest(state), digest(nonce), verifier, ttl_s)
         url = build_authorize_url(
             self._config.authorize_url,
             client_key=self._config.client_key,
@@ -112,10 +133,10 @@ class ConnectFlow:
         error: str | None,
         error_description: str | None,
         correlation_id: str | None = None,
-    ) -> str:
-        """Check the state, exchange the code, store the account; return its id or raise ConnectRefused."""
+    ) -> Connected:
+        """Check the state, exchange the code, store the account; return it or raise ConnectRefused."""
         try:
-            account_id = await self._complete(
+            connected = await self._complete(
                 state, browser_nonce, code, error, error_description, correlation_id
             )
         except ConnectRefused as exc:
@@ -123,7 +144,7 @@ class ConnectFlow:
             log.warning("connect_refused", error_code=exc.code, reason=exc.message)
             raise
         self._metrics.connects.labels("connected").inc()
-        return account_id
+        return connected
 
     async def _complete(
         self,
@@ -133,7 +154,7 @@ class ConnectFlow:
         error: str | None,
         error_description: str | None,
         correlation_id: str | None,
-    ) -> str:
+    ) -> Connected:
         if not state:
             raise StateMissing("the callback carries no state parameter")
         # The state is consumed first, in its own transaction: whatever follows, it can't be reused.
@@ -149,12 +170,7 @@ class ConnectFlow:
         if not code:
             raise ConnectRefused("the callback carries neither a code nor an error")
 
-        try:
-            grant = await self._tiktok.exchange_code(code, self._config.redirect_uri, verifier)
-        except TikTokTransportError as exc:
-            raise TikTokUnavailable(f"TikTok's token endpoint did not answer: {exc.message}") from exc
-        except TikTokError as exc:
-            raise TikTokRefusedCode(f"TikTok refused the code: {exc.tiktok_code}") from exc
+        grant, mode = await self._exchange(code, verifier)
 
         profile = Profile()
         if "user.info.basic" in grant.scopes:
@@ -199,8 +215,29 @@ class ConnectFlow:
             token_version=account.token_version,
             reconnected=existing is not None,
             scopes=list(grant.scopes),
+            mode=mode.value,
         )
-        return account.id
+        return Connected(account.id, mode)
+
+
+    async def _exchange(self, code: str, verifier: str | None) -> tuple[TokenGrant, PublishMode]:
+        """The code for a grant that names its creator and allows posting, or ConnectRefused."""
+        try:
+            grant = await self._tiktok.exchange_code(code, self._config.redirect_uri, verifier)
+        except TikTokTransportError as exc:
+            raise TikTokUnavailable(f"TikTok's token endpoint did not answer: {exc.message}") from exc
+        except TikTokError as exc:
+            raise TikTokRefusedCode(f"TikTok refused the code: {exc.tiktok_code}") from exc
+        if not grant.open_id:
+            # Without it two creators would share one row (stored as "" or "None"): refuse (#12.14).
+            raise TikTokRefusedCode("TikTok's token answer names no open_id, so the creator is unknown")
+        try:
+            return grant, publish_mode(grant.scopes, self._config.scopes)  # ScopeMissing names it
+        except ConnectRefused:
+            # Nothing is stored, so leave no live grant behind at TikTok either (best effort).
+            with contextlib.suppress(TikTokError, TikTokTransportError):
+                await self._tiktok.revoke(grant.access_token)
+            raise
 
 
 def _str(value: object) -> str | None:

@@ -31,9 +31,12 @@ def error_page(title: str, message: str, code: str, status: int) -> web.Response
     return page(title, message, status=status, extra=extra)
 
 
-def connected_page(account_id: str) -> web.Response:
-    return page(
-        "Account connected",
-        "The TikTok account is connected. You can close this window.",
-        extra=f'<p>Account: <code id="account">{escape(account_id)}</code></p>',
-    )
+def connected_page(account_id: str, *, drafts_only: bool = False) -> web.Response:
+    message = "The TikTok account is connected. You can close this window."
+    extra = f'<p>Account: <code id="account">{escape(account_id)}</code></p>'
+    if drafts_only:
+        extra += (
+            '<p id="mode">Drafts only: the video.publish permission was not granted, so videos go to '
+            "the creator's TikTok inbox to finish there; connect again and allow it to post directly.</p>"
+        )
+    return page("Account connected", message, extra=extra)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import re
+import math
+import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
 from aiohttp import web
 
+from auth_service.domain import handoff
 from auth_service.domain.account import Account
 from auth_service.domain.oauth_state import STATE_TTL, ConnectRefused
-from auth_service.keys import ACCOUNTS, CONNECT, SETTINGS
+from auth_service.domain.scopes import PublishMode
+from auth_service.keys import ACCOUNTS, CONNECT, CONNECT_LIMITER, SETTINGS
 from auth_service.web import pages
 from common.errors import InvalidInput
 from common.events import AccountStatus
@@ -19,8 +22,22 @@ from common.events import AccountStatus
 log = structlog.get_logger(__name__)
 
 BROWSER_COOKIE = "tt_connect"
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+SECURE_BROWSER_COOKIE = "__Host-tt_connect"
+"""With an https redirect URI: ``__Host-`` makes the browser refuse it unless Secure, Path=/, no Domain,
+so a sibling subdomain or a plain-http page cannot plant or overwrite it (#12.12)."""
 MANAGEMENT_PREFIX = "/v1/accounts"
+
+
+def browser_cookie(redirect_uri: str) -> tuple[str, str, bool]:
+    """(name, path, secure) of the cookie binding a connect to its browser."""
+    if redirect_uri.startswith("https://"):
+        return SECURE_BROWSER_COOKIE, "/", True
+    return BROWSER_COOKIE, "/v1/", False
+
+
+def _handoff_key(request: web.Request) -> bytes:
+    s = request.app[SETTINGS]
+    return handoff.handoff_key(s.connect_handoff_key.get() or None, s.api_key.get())
 
 
 def _iso(value: Any) -> str | None:
@@ -60,18 +77,31 @@ def _redirect(location: str) -> web.Response:
 
 async def connect(request: web.Request) -> web.StreamResponse:
     """Start TikTok's OAuth: remember a state for this browser and redirect to the consent page."""
-    settings = request.app[SETTINGS]
-    cookie = request.cookies.get(BROWSER_COOKIE)
-    started = await request.app[CONNECT].start(cookie if cookie and _NONCE.match(cookie) else None)
+    name, path, secure = browser_cookie(request.app[SETTINGS].oauth_redirect_uri)
+    wait = request.app[CONNECT_LIMITER].take(request.remote or "-", time.monotonic())
+    if wait > 0:  # #12.11: one address cannot fill oauth_states
+        response = pages.error_page(
+            "Too many sign-in attempts",
+            f"too many connections were started from this address; try again in {math.ceil(wait)} seconds",
+            "too_many_connects",
+            429,
+        )
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
+    try:
+        # Always a fresh nonce: one the browser sends may have been planted (login CSRF, #12.12).
+        started = await request.app[CONNECT].start()
+    except ConnectRefused as exc:
+        return pages.error_page(exc.title, exc.message, exc.code, exc.http_status)
     response = _redirect(started.authorize_url)
     response.set_cookie(
-        BROWSER_COOKIE,
+        name,
         started.browser_nonce,
         max_age=int(STATE_TTL.total_seconds()),
-        path="/v1/",
+        path=path,
         httponly=True,
         samesite="Lax",  # sent on the top-level redirect back from TikTok, not on cross-site posts
-        secure=settings.oauth_redirect_uri.startswith("https://"),
+        secure=secure,
     )
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -80,10 +110,11 @@ async def connect(request: web.Request) -> web.StreamResponse:
 
 async def oauth_callback(request: web.Request) -> web.StreamResponse:
     q = request.query
+    name, path, _secure = browser_cookie(request.app[SETTINGS].oauth_redirect_uri)
     try:
-        account_id = await request.app[CONNECT].complete(
+        connected = await request.app[CONNECT].complete(
             state=q.get("state"),
-            browser_nonce=request.cookies.get(BROWSER_COOKIE),
+            browser_nonce=request.cookies.get(name),
             code=q.get("code"),
             error=q.get("error"),
             error_description=q.get("error_description"),
@@ -91,11 +122,11 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
         )
     except ConnectRefused as exc:
         response = pages.error_page(exc.title, exc.message, exc.code, exc.http_status)
-        response.del_cookie(BROWSER_COOKIE, path="/v1/")
+        response.del_cookie(name, path=path)
         return response
-    target = _with_query(request.app[SETTINGS].connect_success_url, account_id=account_id)
-    response = _redirect(target)
-    response.del_cookie(BROWSER_COOKIE, path="/v1/")
+    signed = handoff.sign(_handoff_key(request), connected.account_id, connected.mode.value, time.time())
+    response = _redirect(_with_query(request.app[SETTINGS].connect_success_url, **signed))
+    response.del_cookie(name, path=path)
     response.headers["Cache-Control"] = "no-store"
     # The callback URL carries the code: don't leak it to the success page as a Referer.
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -103,8 +134,13 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
 
 
 async def connected(request: web.Request) -> web.StreamResponse:
-    """A plain landing page, usable as CONNECT_SUCCESS_URL when nothing better exists."""
-    return pages.connected_page(request.query.get("account_id", ""))
+    """A plain landing page, usable as CONNECT_SUCCESS_URL when nothing better exists; it checks the
+    hand-off's signature as an upstream app must."""
+    try:
+        done = handoff.verify(_handoff_key(request), request.query, time.time())
+    except handoff.HandoffInvalid as exc:
+        return pages.error_page("This link is not valid", exc.message, exc.code, 400)
+    return pages.connected_page(done.account_id, drafts_only=done.mode == PublishMode.drafts_only.value)
 
 
 async def list_accounts(request: web.Request) -> web.StreamResponse:
@@ -152,6 +188,18 @@ async def delete_account(request: web.Request) -> web.StreamResponse:
     result = await request.app[ACCOUNTS].disconnect(
         request.match_info["account_id"], correlation_id=request.headers.get("X-Correlation-Id")
     )
+    if result.revoke_pending:
+        return web.json_response(
+            {
+                "account_id": result.account_id,
+                "status": AccountStatus.revoke_pending.value,
+                "revoked": False,
+                "revoke_error": result.revoke_error,
+                "message": "disconnected here (posts stop); TikTok did not accept the revoke yet, "
+                "it is retried in the background until the grant is revoked",
+            },
+            status=202,
+        )
     return web.json_response(
         {
             "account_id": result.account_id,

@@ -16,7 +16,11 @@ everywhere:
   the uncommitted records come again).
 - **commit**: a partition's offset is committed once its records are handled, never before; on
   ``stopping`` what was handled is committed and the rest is left to the next owner.
-- **lag**: after every poll, ``on_lag(topic, partition, records not yet handled)``.
+- **lag**: every ``lag_interval`` seconds, on a timer of its own (so a stuck handler shows growing
+  lag), ``on_lag(topic, partition, end offset - committed offset)`` for each partition assigned to
+  this replica (sources with a ``lag()`` method, as ``common.kafka.Consumer``), and
+  ``on_lag(topic, partition, None)`` once for a partition it no longer owns (revoked, or the loop
+  ended), so a gauge drops it instead of double-counting after a rebalance.
 
 ``run(stopping)`` follows the stop protocol of ``common.tasks``. A Kafka failure (broker away,
 partition moved) raises ``KafkaError`` out of ``run``; the supervisor restarts it.
@@ -36,7 +40,9 @@ from aiokafka.structs import ConsumerRecord
 
 from common.backoff import Backoff
 from common.errors import PipelineError, is_retriable
+from common.kafka.lag import LagObserver, LagReports, LagSource
 from common.tasks import sleep_or_stop
+from common.tracing import consuming
 
 __all__ = ["ConsumeLoop", "Decoded", "RecordSource", "Undecodable"]
 
@@ -83,7 +89,6 @@ class RecordSource(Protocol):
 Decoder = Callable[[Record], T]
 EachHandler = Callable[[Decoded[T]], Awaitable[None]]
 BatchHandler = Callable[[Sequence[Decoded[T] | Undecodable]], Awaitable[None]]
-LagObserver = Callable[[str, int, int], None]
 UndecodableObserver = Callable[[Undecodable], None]
 
 DEFAULT_BACKOFF = Backoff(initial=0.5, factor=2.0, maximum=30.0, jitter=0.5)
@@ -104,6 +109,7 @@ class ConsumeLoop(Generic[T]):
         on_lag: LagObserver | None = None,
         on_undecodable: UndecodableObserver | None = None,
         poll_timeout_ms: int = 500,
+        lag_interval: float = 5.0,
     ) -> None:
         if (each is None) == (batch is None):
             raise ValueError("give exactly one of each= and batch=")
@@ -116,6 +122,7 @@ class ConsumeLoop(Generic[T]):
         self._on_lag = on_lag
         self._on_undecodable = on_undecodable or self._log_undecodable
         self._poll_timeout_ms = poll_timeout_ms
+        self._lag_interval = lag_interval
         self.handled = 0
         """Records handled (decoded or not) since this object was made."""
         self.undecodable = 0
@@ -131,11 +138,19 @@ class ConsumeLoop(Generic[T]):
         backoff: Backoff = DEFAULT_BACKOFF,
         on_lag: LagObserver | None = None,
         on_undecodable: UndecodableObserver | None = None,
+        lag_interval: float = 5.0,
     ) -> ConsumeLoop[T]:
         """Handle one record at a time; undecodable records go to ``on_undecodable`` (default: a
         ``consume_undecodable`` warning) and are skipped."""
         return cls(
-            name, source, decode, each=handler, backoff=backoff, on_lag=on_lag, on_undecodable=on_undecodable
+            name,
+            source,
+            decode,
+            each=handler,
+            backoff=backoff,
+            on_lag=on_lag,
+            on_undecodable=on_undecodable,
+            lag_interval=lag_interval,
         )
 
     @classmethod
@@ -148,9 +163,12 @@ class ConsumeLoop(Generic[T]):
         *,
         backoff: Backoff = DEFAULT_BACKOFF,
         on_lag: LagObserver | None = None,
+        lag_interval: float = 5.0,
     ) -> ConsumeLoop[T]:
         """Handle each partition's polled records together, undecodable ones included, in order."""
-        return cls(name, source, decode, batch=handler, backoff=backoff, on_lag=on_lag)
+        return cls(
+            name, source, decode, batch=handler, backoff=backoff, on_lag=on_lag, lag_interval=lag_interval
+        )
 
     def decode(self, record: Record) -> Decoded[T] | Undecodable:
         try:
@@ -162,19 +180,21 @@ class ConsumeLoop(Generic[T]):
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Consume until ``stopping``; a Kafka failure raises (the supervisor restarts the loop)."""
-        next_offsets: dict[TopicPartition, int] = {}
         async with self._source as source:
             log.info("consume_loop_started", loop=self.name)
-            while not stopping.is_set():
-                polled = await source.getmany(timeout_ms=self._poll_timeout_ms)
-                for tp, records in polled.items():
-                    done = await self._handle_partition(records, stopping)
-                    if done is not None:
-                        await source.commit_offsets({tp: done})
-                        next_offsets[tp] = done
-                    if stopping.is_set():
-                        break
-                self._report_lag(source, next_offsets)
+            lag = self._start_lag_reports(source, stopping)
+            try:
+                while not stopping.is_set():
+                    polled = await source.getmany(timeout_ms=self._poll_timeout_ms)
+                    for tp, records in polled.items():
+                        done = await self._handle_partition(records, stopping)
+                        if done is not None:
+                            await source.commit_offsets({tp: done})
+                        if stopping.is_set():
+                            break
+            finally:
+                if lag is not None:
+                    await lag.stop()
 
     async def _handle_partition(self, records: list[Record], stopping: asyncio.Event) -> int | None:
         """Handle ``records`` (one partition, offset order); return the next offset to commit, if any."""
@@ -194,8 +214,10 @@ class ConsumeLoop(Generic[T]):
             if isinstance(item, Undecodable):
                 self.undecodable += 1
                 self._on_undecodable(item)
-            elif not await self._until_done(_call(self._each, item), stopping):
-                break
+            else:
+                with consuming(item.record):  # continues the producer's trace (W3C headers)
+                    if not await self._until_done(_call(self._each, item), stopping):
+                        break
             self.handled += 1
             offset: int = item.record.offset
             done = offset + 1
@@ -235,14 +257,10 @@ class ConsumeLoop(Generic[T]):
             else:
                 return True
 
-    def _report_lag(self, source: RecordSource, next_offsets: dict[TopicPartition, int]) -> None:
-        """Records not yet handled per partition: the high watermark minus the next offset to handle."""
-        if self._on_lag is None:
-            return
-        for tp, offset in next_offsets.items():
-            highwater = source.highwater(tp)
-            if highwater is not None:
-                self._on_lag(tp.topic, tp.partition, max(0, highwater - offset))
+    def _start_lag_reports(self, source: RecordSource, stopping: asyncio.Event) -> LagReports | None:
+        if self._on_lag is None or not isinstance(source, LagSource):
+            return None
+        return LagReports.start(self.name, source, self._on_lag, self._lag_interval, stopping)
 
 
 def _call(handler: EachHandler[T] | None, item: Decoded[T]) -> Callable[[], Awaitable[None]]:

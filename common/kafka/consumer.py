@@ -131,6 +131,27 @@ class Consumer:
         value: int | None = raw.highwater(tp)
         return value
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Per partition assigned now: its end offset minus the group's committed offset (the
+        partition's first offset where the group has committed nothing yet)."""
+        raw = self.raw
+        assigned = list(raw.assignment())
+        if not assigned:
+            return {}
+        try:
+            ends: dict[TopicPartition, int] = await raw.end_offsets(assigned)
+            committed = {tp: await raw.committed(tp) for tp in assigned}
+            never = [tp for tp, offset in committed.items() if offset is None]
+            starts: dict[TopicPartition, int] = await raw.beginning_offsets(never) if never else {}
+        except ak_errors.KafkaError as e:
+            raise translate_error(e) from e
+        lags: dict[TopicPartition, int] = {}
+        for tp in assigned:
+            position = committed[tp]
+            start = position if position is not None else starts[tp]
+            lags[tp] = max(0, ends[tp] - start)
+        return lags
+
     async def commit(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """Mark ``record`` and everything before it in its partition as processed."""
         await self.commit_offsets({TopicPartition(record.topic, record.partition): record.offset + 1})

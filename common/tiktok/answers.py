@@ -128,7 +128,7 @@ def token_grant(body: Mapping[str, Any], *, log_id: str | None, endpoint: str) -
             endpoint=endpoint,
         )
     return TokenGrant(
-        open_id=str(body.get("open_id", "")),
+        open_id=body["open_id"] if isinstance(body.get("open_id"), str) else "",  # null: none (#12.14)
         scopes=tuple(s for s in str(body.get("scope", "")).split(",") if s),
         expires_in=as_int(body.get("expires_in")) or 0,
         refresh_expires_in=as_int(body.get("refresh_expires_in")),

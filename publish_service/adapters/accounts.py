@@ -97,14 +97,19 @@ class Accounts:
 
     async def token(self, db: Executor, account_id: str) -> AccountToken | None:
         r = await db.fetchrow(
-            f"""SELECT account_id, status, token_version, token_ciphertext, token_expires_at
+            f"""SELECT account_id, status, token_version, token_ciphertext, token_expires_at, scopes
                 FROM {self._s}.accounts WHERE account_id = $1""",
             account_id,
         )
         if r is None:
             return None
         return AccountToken(
-            r["account_id"], r["status"], r["token_version"], r["token_ciphertext"], r["token_expires_at"]
+            r["account_id"],
+            r["status"],
+            r["token_version"],
+            r["token_ciphertext"],
+            r["token_expires_at"],
+            tuple(r["scopes"] or ()),
         )
 
     async def known(self, db: Executor, account_id: str) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from common.outbox import DEFAULT_MAX_RECORD_BYTES, enqueue
 from publish_service.adapters.pg import Executor
@@ -13,9 +13,10 @@ def dlq_headers(code: str, message: str, extra: Sequence[tuple[str, bytes]] = ()
 
 
 class DeadLetters:
-    def __init__(self, schema: str, topic: str) -> None:
+    def __init__(self, schema: str, topic: str, on_letter: Callable[[str], None] | None = None) -> None:
         self._schema = schema
         self._topic = topic
+        self._on_letter = on_letter or (lambda _code: None)
 
     async def send(
         self,
@@ -28,6 +29,7 @@ class DeadLetters:
     ) -> None:
         """Enqueue the original bytes with the reason, in ``db``'s transaction."""
         await enqueue(db, self._schema, self._topic, key, raw, dlq_headers(code, message, headers))
+        self._on_letter(code)
 
     async def send_bounded(
         self,
@@ -52,3 +54,4 @@ class DeadLetters:
             if len(key or b"") > DEFAULT_MAX_RECORD_BYTES // 2:
                 key = b""
         await enqueue(db, self._schema, self._topic, key or b"", raw, letter_headers)
+        self._on_letter(code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -73,7 +74,15 @@ def post_row(r: Mapping[str, Any]) -> PostRow:
         progress_emitted_at=r["progress_emitted_at"],
         created_at=r["created_at"],
         updated_at=r["updated_at"],
+        trace_context=_trace_context(r.get("trace_context")),
     )
+
+
+def _trace_context(raw: str | None) -> dict[str, str] | None:
+    if not raw:
+        return None
+    loaded = json.loads(raw)
+    return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else None
 
 
 def set_clauses(patch: PostPatch, start: int) -> tuple[str, list[Any]]:

@@ -8,6 +8,7 @@ change the post. Every method takes the connection (or pool) to run on: see ``Re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from common.events import (
@@ -20,6 +21,7 @@ from common.events import (
     encode,
 )
 from common.outbox import enqueue
+from common.tracing import current_carrier
 from publish_service.adapters.dead_letters import DeadLetters
 from publish_service.adapters.pg import Connection, Executor, LeaseLost, post_row, set_clauses
 from publish_service.domain.post import IntakeOutcome, PostPatch, PostRow, request_hash
@@ -35,6 +37,12 @@ def _error_patch(error: ErrorInfo) -> PostPatch:
     )
 
 
+def _current_trace() -> str | None:
+    """The request's trace (the intake span continuing the producer's), stored for the worker."""
+    carrier = current_carrier()
+    return json.dumps(carrier) if carrier else None
+
+
 class Posts:
     def __init__(
         self,
@@ -42,12 +50,14 @@ class Posts:
         status_topic: str,
         dead_letters: DeadLetters,
         on_transition: Callable[[str], None] | None = None,
+        on_error: Callable[[str, str], None] | None = None,
     ) -> None:
         self._schema = schema
         self._t = f"{schema}.posts"
         self._status_topic = status_topic
         self._dead_letters = dead_letters
         self._on_transition = on_transition
+        self._on_error = on_error or (lambda _state, _code: None)
 
     def counted(self, state: str) -> None:
         if self._on_transition is not None:
@@ -90,6 +100,8 @@ class Posts:
         )
         value, headers = encode(EventType.post_status, data, correlation_id=row.correlation_id)
         await enqueue(db, self._schema, self._status_topic, row.post_id, value, headers)
+        if error is not None and data.state in (PostState.failed, PostState.rejected):
+            self._on_error(data.state.value, error.code)
 
     # ------------------------------------------------------------------------------ intake
 
@@ -102,9 +114,9 @@ class Posts:
         inserted = await db.fetchrow(
             f"""
             INSERT INTO {self._t} (post_id, account_id, request, request_hash, raw_event, correlation_id,
-                                   state, seq, publish_at, next_attempt_at, raw_key)
+                                   state, seq, publish_at, next_attempt_at, raw_key, trace_context)
             VALUES ($1, $2, $3::jsonb, $4, $5, $6, 'received', 1, $7,
-                    greatest(now(), coalesce($7, now())), $8)
+                    greatest(now(), coalesce($7, now())), $8, $9::jsonb)
             ON CONFLICT (post_id) DO NOTHING
             RETURNING *
             """,
@@ -116,6 +128,7 @@ class Posts:
             correlation_id,
             post.publish_at,
             key,
+            _current_trace(),
         )
         if inserted is None:
             existing = await db.fetchrow(
@@ -315,6 +328,18 @@ class Posts:
             f"UPDATE {self._t} SET next_attempt_at = now() WHERE post_id = $1 AND next_attempt_at > now()",
             post_id,
         )
+
+    async def oldest_by_state(self, db: Executor) -> dict[str, float]:
+        """Seconds since the least recently changed post of each unfinished state changed (0: none)."""
+        rows = await db.fetch(
+            f"""
+            SELECT s.state, coalesce(extract(epoch FROM now() - min(p.updated_at)), 0)::float8 AS age
+            FROM unnest($1::text[]) AS s(state) LEFT JOIN {self._t} p ON p.state = s.state
+            GROUP BY s.state
+            """,
+            [s.value for s in PostState if not s.terminal],
+        )
+        return {r["state"]: float(r["age"]) for r in rows}
 
     async def count_by_state(self, db: Executor) -> dict[str, int]:
         rows = await db.fetch(f"SELECT state, count(*) AS n FROM {self._t} GROUP BY state")

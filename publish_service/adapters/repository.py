@@ -95,12 +95,14 @@ class Repository:
         *,
         rate_window_s: float = rate_window.WINDOW_S,
         on_transition: Callable[[str], None] | None = None,
+        on_error: Callable[[str, str], None] | None = None,
+        on_dead_letter: Callable[[str], None] | None = None,
     ) -> None:
         self._pool = pool
         self.schema = validate_identifier(schema)
         self.topics = topics
-        self.dead_letters = DeadLetters(self.schema, topics.dlq)
-        self.posts = Posts(self.schema, topics.status, self.dead_letters, on_transition)
+        self.dead_letters = DeadLetters(self.schema, topics.dlq, on_dead_letter)
+        self.posts = Posts(self.schema, topics.status, self.dead_letters, on_transition, on_error)
         self.accounts = Accounts(self.schema, topics.refresh)
         self.rate_log = RateLog(self.schema, rate_window_s)
         self.receipts = WebhookReceipts(self.schema)
@@ -168,6 +170,9 @@ class Repository:
 
     async def wake(self, post_id: str) -> None:
         await self.posts.wake(self._pool, post_id)
+
+    async def oldest_by_state(self) -> dict[str, float]:
+        return await self.posts.oldest_by_state(self._pool)
 
     async def count_by_state(self) -> dict[str, int]:
         return await self.posts.count_by_state(self._pool)

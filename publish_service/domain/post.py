@@ -51,6 +51,8 @@ class PostRow:
     progress_emitted_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    trace_context: dict[str, str] | None = None
+    """W3C headers of the request's trace (``common.tracing``), for the worker's spans."""
 
 
 class LeaseLost(PipelineError):
@@ -106,6 +108,8 @@ class AccountToken:
     token_version: int
     ciphertext: str | None
     expires_at: datetime | None
+    scopes: tuple[str, ...] = ()
+    """What the creator granted (from the account and token events); empty: not known yet."""
 
 
 def request_hash(post: PostRequestedData) -> str:

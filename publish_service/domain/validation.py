@@ -192,3 +192,15 @@ def expects_public_id(post: PostRequestedData) -> bool:
         and post.privacy_level is not None
         and post.privacy_level.value == "PUBLIC_TO_EVERYONE"
     )
+
+
+def missing_scope(mode: PostMode, granted: tuple[str, ...]) -> str | None:
+    """The TikTok permission this post needs and the account lacks (#12.15), or None.
+
+    A direct post needs ``video.publish``; a draft needs ``video.upload``. An account whose scopes
+    are not known yet (no event carried them) is not judged here: TikTok's own refusal still applies.
+    """
+    if not granted:
+        return None
+    needed = "video.publish" if mode is PostMode.direct else "video.upload"
+    return None if needed in granted else needed

@@ -16,7 +16,7 @@ from common.events import ErrorInfo
 from common.tasks import sleep_or_stop
 from common.tiktok.client import PublishStatus
 from common.tiktok.errors import TikTokError
-from publish_service.domain import decisions
+from publish_service.domain import decisions, validation
 from publish_service.domain.post import PostPatch, PostRow
 from publish_service.domain.rate_window import Endpoint
 from publish_service.domain.validation import Rejected
@@ -101,6 +101,14 @@ class Steps:
                 else "the creator must reconnect the account"
             )
             raise Failed(ErrorInfo(code=f"account_{account.status}", message=why))
+        if account is not None and (needed := validation.missing_scope(row.request.mode, account.scopes)):
+            raise Rejected(
+                "scope_missing",
+                f"the creator did not grant {needed}, which a {row.request.mode.value} post needs "
+                f"(the account is connected for drafts only; send mode=draft, or reconnect and allow it)"
+                if needed == "video.publish"
+                else f"the creator did not grant {needed}, which a {row.request.mode.value} post needs",
+            )
         if account is None:
             # The request may have overtaken the account's connect event (auth_service's outbox, then
             # Kafka): wait for it (state sync wakes the post), and only then call the account unknown.

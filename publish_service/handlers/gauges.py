@@ -1,4 +1,6 @@
-"""``tiktok_posts_in_state``: how many posts are in each state, every few seconds."""
+"""``tiktok_posts_in_state`` (how many posts are in each state) and
+``tiktok_posts_oldest_in_state_seconds`` (how long the least recently changed one has been there),
+every few seconds."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ class PostStateGauge:
                 counts = await self.repo.count_by_state()
                 for state in PostState:
                     self.metrics.posts_in_state.labels(state.value).set(counts.get(state.value, 0))
+                for name, age in (await self.repo.oldest_by_state()).items():
+                    self.metrics.oldest_in_state.labels(name).set(age)
             except Exception as exc:
                 if not is_retriable(exc):
                     raise

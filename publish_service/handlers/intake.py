@@ -19,6 +19,7 @@ from common.errors import InvalidInput
 from common.events import Envelope, EventType, PostRequestedData, decode, is_text
 from common.kafka import ConsumerRecord
 from common.kafka.consume import Decoded, Undecodable
+from common.tracing import consuming
 from publish_service.domain.post import IntakeOutcome
 from publish_service.handlers.ports import IntakeStore, IntakeTx
 from publish_service.metrics import Metrics
@@ -112,6 +113,10 @@ class Intake:
                     )
 
     async def _handle(self, tx: IntakeTx, item: Item) -> None:
+        with consuming(item.record):  # the producer's trace goes on, stored with the post for the worker
+            await self._store(tx, item)
+
+    async def _store(self, tx: IntakeTx, item: Item) -> None:
         record = item.record
         raw = record.value or b""
         headers = [

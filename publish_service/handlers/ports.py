@@ -108,6 +108,7 @@ class StateStore(Protocol):
 
 class PostCounts(Protocol):
     async def count_by_state(self) -> dict[str, int]: ...
+    async def oldest_by_state(self) -> dict[str, float]: ...
 
 
 class IntakeTx(Protocol):

@@ -17,6 +17,7 @@ import structlog
 from common.cipher import TokenCipher
 from common.events import ErrorInfo, PostState
 from common.tasks import sleep_or_stop
+from common.tracing import continuing, tracer
 from publish_service.domain import backoff
 from publish_service.domain.post import LeaseLost, PostPatch, PostRow
 from publish_service.domain.states import is_legal
@@ -72,7 +73,8 @@ class Worker:
             ):
                 self.metrics.busy_workers.inc()
                 try:
-                    await self.work(row)
+                    with continuing(row.trace_context, "publish post", {"post.id": row.post_id}):
+                        await self.work(row)
                 finally:
                     self.metrics.busy_workers.dec()
 
@@ -103,6 +105,10 @@ class Worker:
 
     async def _step(self, row: PostRow) -> PostRow | None:
         """Run the step for the row's state; the next row to work on, or None when released."""
+        with tracer(__name__).start_as_current_span(f"post {row.state.value}"):
+            return await self._step_in_span(row)
+
+    async def _step_in_span(self, row: PostRow) -> PostRow | None:
         try:
             match row.state:
                 case PostState.received | PostState.scheduled:

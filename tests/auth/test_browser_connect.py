@@ -63,7 +63,7 @@ async def test_chromium_connects_an_account_through_the_consent_page(world, tmp_
             with contextlib.suppress(Exception):
                 await cdp.send("Browser.close")
 
-    assert "account_id=" in final and shown and final.endswith(f"account_id={shown}")
+    assert f"account_id={shown}&mode=direct&expires=" in final and "&signature=" in final  # signed: #12.13
     conn = await asyncpg.connect(world.database_url)
     try:
         row = await conn.fetchrow("SELECT id, status, token_version FROM auth.accounts")

@@ -17,6 +17,7 @@ from auth_service.adapters.vault import REFRESH
 from auth_service.settings import RefreshTuning
 from common.events import EventType, RefreshRequestedData, encode
 from common.kafka import TOPIC_ACCESS_TOKENS, TOPIC_ACCOUNTS, TOPIC_TOKEN_REFRESH_REQUESTED
+from common.tracing import current_carrier, inject_headers, tracer
 from tests.auth.harness import (
     Keys,
     RunningAuth,
@@ -231,8 +232,12 @@ async def test_refresh_requested_event_refreshes_now_and_storms_collapse(
         )
         assert (await db_rows(database_url))[0]["token_version"] == 2
         assert token_calls(await sb.control.call_counts()) == 1
-        lags = [lag for a in auths for lag in _lags(a)]
-        assert lags and all(lag == 0 for lag in lags)  # tiktok_consumer_lag: all handled
+        # tiktok_consumer_lag (committed vs end offsets, on the loop's 5 s timer): all handled.
+        await wait_for(
+            lambda: (lags := [lag for a in auths for lag in _lags(a)]) and all(lag == 0 for lag in lags),
+            timeout=20,
+            description="consumer lag 0 on every replica",
+        )
         # A request that saw the current version refreshes again.
         await _request_refresh(
             stack.kafka_bootstrap,
@@ -368,6 +373,46 @@ async def test_a_ciphertext_under_an_unknown_key_is_parked_not_retried_hot(
 async def _versions_are(database_url, expected: dict[str, int]) -> bool:
     rows = {r["id"]: r["token_version"] for r in await db_rows(database_url)}
     return all(rows.get(k) == v for k, v in expected.items())
+
+
+async def test_a_refresh_publish_service_asks_for_joins_the_posts_trace(
+    stack, database_url, topic_prefix, short_lived_sandbox, spans
+):
+    """The request record's traceparent is continued by auth_service: the refresh is a child of it,
+    and the token events it causes carry the same trace."""
+    sb = short_lived_sandbox
+    async with replicas(stack, database_url, topic_prefix, sb, 1) as auths:
+        [seed] = await seed_accounts(sb, auths[0].repo, auths[0].tiktok_app, 1, due_in=3600)
+        topic = topic_prefix + TOPIC_TOKEN_REFRESH_REQUESTED
+        reason = "access_token_invalid"
+        data = RefreshRequestedData(account_id=seed.account_id, reason=reason, seen_token_version=1)
+        with tracer("test").start_as_current_span("publish post") as post:
+            value, headers = encode(EventType.refresh_requested, data)
+            producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+            await producer.start()
+            try:
+                traced = inject_headers(headers, current_carrier())
+                await producer.send_and_wait(topic, value=value, key=data.account_id.encode(), headers=traced)
+            finally:
+                await producer.stop()
+        await wait_for(lambda: _version_at_least(database_url, 2), timeout=30)
+        trace_id = post.get_span_context().trace_id
+        token_events = f"{topic_prefix}{TOPIC_ACCESS_TOKENS} publish"
+        await wait_for(
+            lambda: any(
+                s.name == token_events and s.context.trace_id == trace_id for s in spans.get_finished_spans()
+            ),
+            timeout=20,
+            description="the new token's event relayed in the post's trace",
+        )
+
+    finished = spans.get_finished_spans()
+    refresh = [s for s in finished if s.name == "refresh token" and s.context.trace_id == trace_id]
+    assert len(refresh) == 1, [s.name for s in finished]
+    consumed = next(s for s in finished if s.context.span_id == refresh[0].parent.span_id)
+    assert consumed.name == f"{topic} process"
+    assert consumed.parent.span_id == post.get_span_context().span_id
+    assert dict(refresh[0].attributes)["refresh.outcome"] == "ok"
 
 
 async def test_an_out_of_range_seen_version_is_skipped_and_the_request_behind_it_refreshes(

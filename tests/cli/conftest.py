@@ -63,3 +63,25 @@ async def published_post(pipeline, account, tmp_path_factory):
         "--caption", "from the CLI #test", "--privacy", "SELF_ONLY", "--follow", "--timeout", "180",
     )  # fmt: skip
     return post_id, video, code, output
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def rejected_post(pipeline, account):
+    """A record that is not JSON (dead-lettered) and a post whose video does not exist (it ends
+    rejected or failed); returns the post's last status."""
+    from common.events import EventType, PostRequestedData, encode
+    from common.kafka import TOPIC_POST_REQUESTED, TOPIC_POST_STATUS, Producer
+    from tiktok_pipeline.follow import follow_post
+
+    post_id = f"missing-{uuid.uuid4().hex[:8]}"
+    request = PostRequestedData(
+        post_id=post_id, account_id=account, kind="video", mode="direct",
+        video={"uri": f"s3://{pipeline.bucket}/nothing/here-{post_id}.mp4"}, privacy_level="SELF_ONLY",
+    )  # fmt: skip
+    value, headers = encode(EventType.post_requested, request, correlation_id=post_id)
+    async with Producer(pipeline.kafka, client_id="observability-test") as producer:
+        await producer.send(pipeline.prefix + TOPIC_POST_REQUESTED, account, b"{not json", [])
+        await producer.send(pipeline.prefix + TOPIC_POST_REQUESTED, account, value, headers)
+    timeline = await follow_post(pipeline.kafka, pipeline.prefix + TOPIC_POST_STATUS, post_id, within=120)
+    assert timeline.last is not None and timeline.last.state in {"rejected", "failed"}, timeline.last
+    return timeline.last

@@ -146,3 +146,64 @@ async def test_a_bug_in_the_handler_ends_the_run_without_committing(bootstrap, t
         await asyncio.wait_for(loop.run(asyncio.Event()), 30)
     async with _consumer(bootstrap, topic, group) as c:
         assert await committed(c, TopicPartition(topic, 0)) is None
+
+
+async def test_lag_is_committed_vs_end_offsets_on_a_timer_and_revoked_partitions_are_dropped(
+    bootstrap, topic_prefix
+) -> None:
+    """A stuck handler shows the lag (no batch needs to arrive), and a partition that moves to
+    another replica in a rebalance is reported gone (None) by the replica that lost it."""
+    spec = TopicSpec(f"{topic_prefix}lag", partitions=2)
+    await ensure_topics(bootstrap, [spec])
+    async with Producer(bootstrap) as producer:
+        for partition_key in ("a", "b", "c", "d", "e", "f"):
+            await producer.send(spec.name, partition_key, _request(f"acc_{partition_key}"))
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    release = asyncio.Event()
+    lags_a: dict[int, int | None] = {}
+    lags_b: dict[int, int | None] = {}
+
+    async def stuck(_message: Decoded[Request]) -> None:
+        await release.wait()
+
+    async def fine(_message: Decoded[Request]) -> None:
+        return None
+
+    def observer(into: dict[int, int | None]):  # type: ignore[no-untyped-def]
+        return lambda topic, partition, lag: into.__setitem__(partition, lag) if topic == spec.name else None
+
+    a = ConsumeLoop.each(
+        "a", _consumer(bootstrap, spec.name, group), _decode, stuck, on_lag=observer(lags_a), lag_interval=0.2
+    )
+    stopping_a, stopping_b = asyncio.Event(), asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(a.run(stopping_a))
+        # Both partitions are A's, and nothing is committed while the handler is stuck: the lag is
+        # every record, reported by the timer although no new batch arrives.
+        await wait_for(
+            lambda: set(lags_a) == {0, 1} and sum(v or 0 for v in lags_a.values()) == 6,
+            timeout=30,
+            description="lag of both partitions while stuck",
+        )
+        consumer_b = _consumer(bootstrap, spec.name, group)
+        b = ConsumeLoop.each("b", consumer_b, _decode, fine, on_lag=observer(lags_b), lag_interval=0.2)
+        tg.create_task(b.run(stopping_b))
+        release.set()
+        # After the rebalance each replica owns one partition; A drops the one it lost.
+        await wait_for(
+            lambda: len([p for p, v in lags_b.items() if v is not None]) == 1
+            and len([p for p, v in lags_a.items() if v is not None]) == 1,
+            timeout=60,
+            description="one partition each after the rebalance",
+        )
+        owned_by_b = next(p for p, v in lags_b.items() if v is not None)
+        assert lags_a[owned_by_b] is None
+        await wait_for(
+            lambda: all(v in (0, None) for v in (*lags_a.values(), *lags_b.values())),
+            timeout=30,
+            description="all handled, no lag",
+        )
+        stopping_a.set()
+        stopping_b.set()
+    # A loop that ends reports its partitions gone.
+    assert all(v is None for v in (*lags_a.values(), *lags_b.values()))

@@ -7,12 +7,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 
 from common.backoff import Backoff
 from common.db import apply_migrations, create_pool
 from common.kafka import Consumer, Producer, TopicSpec, ensure_topics
-from common.outbox import OutboxError, OutboxRelay, enqueue, outbox_ddl
+from common.outbox import OutboxError, OutboxRelay, enqueue, outbox_ddl, outbox_trace_ddl
 from common.tasks import BackgroundLoops
+from common.tracing import extract_context, tracer
 from tests.common import closed_loopback_port
 from tests.waiting import wait_for, wait_for_value
 
@@ -35,6 +37,7 @@ async def pool(database_url: str, tmp_path: Path):
     migrations = tmp_path / "migrations"
     migrations.mkdir()
     (migrations / "0001_outbox.sql").write_text(outbox_ddl(SCHEMA))
+    (migrations / "0002_outbox_trace_context.sql").write_text(outbox_trace_ddl(SCHEMA))
     async with create_pool(database_url, min_size=1, max_size=6) as pool:
         await apply_migrations(pool, SCHEMA, migrations)
         yield pool
@@ -188,3 +191,28 @@ async def test_relay_reconnects_after_its_database_session_is_killed(pool, boots
         await wait_for_value(relay.backlog, 0, timeout=20, description="relayed after reconnect")
         stopping.set()
     assert [r.value for r in await _consume(bootstrap, topic, 2)] == [b"k:before", b"k:after"]
+
+
+async def test_an_event_continues_the_trace_of_the_transaction_that_enqueued_it(
+    pool, bootstrap, topic, spans
+) -> None:
+    """The trace context is stored with the row and reaches Kafka in the record's W3C headers."""
+    with tracer("test").start_as_current_span("change state") as change:
+        await _enqueue_committed(pool, topic, [b"k:traced"])
+    await _enqueue_committed(pool, topic, [b"k:untraced"])
+    async with Producer(bootstrap) as producer, asyncio.TaskGroup() as tg:
+        relay = OutboxRelay(pool, SCHEMA, producer)
+        stopping = asyncio.Event()
+        tg.create_task(relay.run(stopping))
+        await wait_for_value(relay.backlog, 0, timeout=20, description="outbox drained")
+        stopping.set()
+
+    traced, untraced = await _consume(bootstrap, topic, 2)
+    trace_id = change.get_span_context().trace_id
+    parent = trace.get_current_span(extract_context(traced.headers)).get_span_context()
+    assert parent.trace_id == trace_id
+    assert dict(traced.headers)["type"] == b"test.event"  # the event's own headers are kept
+    publish = next(s for s in spans.get_finished_spans() if s.name == f"{topic} publish")
+    assert publish.context.span_id == parent.span_id
+    assert publish.parent is not None and publish.parent.span_id == change.get_span_context().span_id
+    assert "traceparent" not in dict(untraced.headers)

@@ -646,3 +646,37 @@ def test_alert_rules_are_well_formed() -> None:
     for metric in ("tiktok_outbox_backlog", "tiktok_token_refreshes_total", "tiktok_consumer_lag"):
         assert metric in text
     assert 'outcome="reauth_required"' in text
+    # What issue 15 asks the alerts to cover: up/absent, failure and rejection rates, stuck posts.
+    needed = ("absent(", "up{", 'state="failed"', 'state="rejected"', 'state="uploading"')
+    needed += ('state="processing"',)
+    for fragment in needed:
+        assert fragment in text, fragment
+
+
+def test_every_alert_has_a_runbook_that_exists() -> None:
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    for alert in (r for group in rules["groups"] for r in group["rules"]):
+        url = alert["annotations"].get("runbook_url", "")
+        assert url.endswith(f"/deploy/runbooks/{alert['alert']}.md"), alert["alert"]
+        runbook = ROOT / "deploy/runbooks" / f"{alert['alert']}.md"
+        assert runbook.is_file(), runbook
+        assert "## Check" in runbook.read_text() and "## Act" in runbook.read_text()
+
+
+def test_the_dashboard_works_without_a_namespace_label() -> None:
+    dashboard = json.loads((ROOT / "deploy/grafana/tiktok-pipeline.json").read_text())
+    namespace = next(v for v in dashboard["templating"]["list"] if v["name"] == "namespace")
+    # "All" is selected from the start and means .*, which also matches a series with no namespace.
+    assert namespace["includeAll"] and namespace["allValue"] == ".*"
+    assert namespace["current"]["value"] == ["$__all"]
+    text = json.dumps(dashboard)
+    panels = (
+        "publish_post_errors_total",
+        "publish_dead_letters_total",
+        "publish_workers_busy",
+        "tiktok_posts_oldest_in_state_seconds",
+        "tiktok_token_refreshes_total",
+        "tiktok_outbox_backlog",
+    )
+    for metric in panels:
+        assert metric in text, metric

@@ -54,7 +54,7 @@ from tests.waiting import WaitTimeout, wait_for
 from tiktok_sandbox.testing import RunningSandbox, SandboxApp
 
 MIB = 1024 * 1024
-API_KEY = "test-api-key-0123456789"
+API_KEY = "test-api-key-0123456789abcdef"
 PARTITIONS = 3
 
 
@@ -261,8 +261,10 @@ class Harness:
 
     # ------------------------------------------------------------------ playing auth_service
 
-    async def connect_account(self, account_id: str, creator: str, *, expires_in: int | None = None) -> str:
-        issued = await self.sandbox.control.issue_token(self.tiktok_app.client_key, creator)
+    async def connect_account(
+        self, account_id: str, creator: str, *, expires_in: int | None = None, scopes: list[str] | None = None
+    ) -> str:
+        issued = await self.sandbox.control.issue_token(self.tiktok_app.client_key, creator, scopes)
         self.open_ids[account_id] = issued.open_id
         await self.announce_token(
             account_id,

@@ -16,7 +16,7 @@ BASE = {
     "TIKTOK_CLIENT_SECRET": "client-secret-value",
     "TRANSPORT_KEYS": f"k1:{generate_key()}",
     "S3_ALLOWED_BUCKETS": "media, other",
-    "API_KEY": "api-key-value",
+    "API_KEY": "api-key-value-0123456789abcdef",
 }
 
 
@@ -30,7 +30,12 @@ def test_defaults_and_parsing() -> None:
 
 def test_secrets_stay_out_of_repr() -> None:
     text = repr(Settings.from_env(BASE))
-    for secret in ("db-password", "client-secret-value", "api-key-value", BASE["TRANSPORT_KEYS"]):
+    for secret in (
+        "db-password",
+        "client-secret-value",
+        "api-key-value-0123456789abcdef",
+        BASE["TRANSPORT_KEYS"],
+    ):
         assert secret not in text
 
 
@@ -42,6 +47,13 @@ def test_secrets_stay_out_of_repr() -> None:
         ({"TRANSPORT_KEYS": "k1:short"}, "k1"),
         ({"PUBLISH_LEASE_S": "10", "TIKTOK_TIMEOUT_S": "30"}, "PUBLISH_LEASE_S"),
         ({"S3_ALLOWED_BUCKETS": " , "}, "S3_ALLOWED_BUCKETS"),
+        # #12.18: each refused at start, naming the variable
+        ({"API_KEY": "short-key"}, "API_KEY"),
+        ({"TIKTOK_API_BASE": "http://open.tiktokapis.com"}, "TIKTOK_API_BASE"),
+        ({"MEDIA_PRESIGN_TTL_S": str(30 * 24 * 3600)}, "MEDIA_PRESIGN_TTL_S"),
+        ({"MEDIA_PRESIGN_TTL_S": "0"}, "MEDIA_PRESIGN_TTL_S"),
+        ({"TRANSPORT_KEYS": f"k1:{generate_key()},k1:{generate_key()}"}, "TRANSPORT_KEYS.*twice"),
+        ({"TRANSPORT_KEYS": "k1:" + "A" * 43}, "TRANSPORT_KEYS.*zero"),
     ],
 )
 def test_fails_fast_naming_the_problem(change: dict[str, str], names: str) -> None:

@@ -7,8 +7,13 @@ disconnect (revoke). Then every line of every process log, every record on every
 prefix (key, value, headers), every response our HTTP clients got from the services (status,
 headers, body) and every row of both services' schemas (before and after the disconnect) is
 searched for every secret the sandbox issued or was sent (access and refresh tokens, authorization
-codes, PKCE verifiers, client secrets: ``GET /_sandbox/secrets``) and for the configured client
-secret, API key, key rings and S3 secret: raw, URL-encoded, JSON-escaped and base64.
+codes, PKCE verifiers, client secrets, upload tokens, the signatures of the presigned URLs it pulled
+from: ``GET /_sandbox/secrets``), for the OAuth ``state`` values and browser nonces of the connects,
+and for the configured client secret, API key, key rings, S3 secret and database password (as
+``user:password@``, the form a leaked DSN takes, and bare when it is long enough to be told from
+ordinary words; the shared dev stack's is not): raw, URL-encoded, JSON-escaped and base64. A state
+and a nonce have one legitimate place, the ``/v1/connect`` answer that hands them to the browser;
+that answer is kept as its own source and only those two kinds may appear there.
 
 ``tests/auth/test_no_secrets.py`` does the same for auth_service alone, in process; this one covers
 the whole system as deployed, including publish_service and the sandbox's own log.
@@ -23,7 +28,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, quote_plus, urljoin
+from urllib.parse import parse_qs, quote, quote_plus, urljoin, urlsplit
 
 import aiohttp
 import asyncpg
@@ -34,7 +39,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from common.settings import EnvReader
 from tests.waiting import wait_for
-from tiktok_pipeline.local import CREATOR, LocalPipeline
+from tiktok_pipeline.local import CLIENT_KEY, CREATOR, LocalPipeline
 
 pytestmark = [
     pytest.mark.stack,
@@ -66,17 +71,34 @@ def spellings(secret: str) -> set[str]:
     return {f for f in forms if len(f) >= 8}
 
 
+DELIVERY = "http /v1/connect answers"
+"""Where the state (Location) and the nonce (Set-Cookie) are handed to the browser, as they must be."""
+DELIVERED_THERE = frozenset({"oauth_state", "browser_nonce"})
+
+
 def find_leaks(secrets: dict[str, str], sources: dict[str, str]) -> list[Leak]:
     """Every place a secret (value -> kind) appears in a source (name -> text), with some context."""
     leaks = []
     for secret, kind in secrets.items():
         for form in spellings(secret):
             for where, text in sources.items():
+                if where == DELIVERY and kind in DELIVERED_THERE:
+                    continue
                 at = text.find(form)
                 if at >= 0:
                     context = text[max(0, at - 60) : at + 12].replace("\n", " ")
                     leaks.append(Leak(kind, where, context))
     return leaks
+
+
+def database_passwords(database_url: str) -> list[str]:
+    """What to look for of the database password: ``user:password@`` always, bare when ≥ 12 chars."""
+    parts = urlsplit(database_url)
+    assert parts.password, "the run's DATABASE_URL carries a password"
+    found = [f"{parts.username}:{parts.password}@"]
+    if len(parts.password) >= 12:
+        found.append(parts.password)
+    return found
 
 
 # ---------------------------------------------------------------------------------------- recording
@@ -88,6 +110,8 @@ class Recorder:
 
     origins: tuple[str, ...]
     texts: list[str] = field(default_factory=list)
+    deliveries: list[str] = field(default_factory=list)
+    """The /v1/connect answers (they carry the state and nonce to the browser by design)."""
 
     def trace(self) -> aiohttp.TraceConfig:
         config = aiohttp.TraceConfig()
@@ -100,7 +124,7 @@ class Recorder:
 
         async def on_chunk(_s: Any, _c: Any, params: aiohttp.TraceResponseChunkReceivedParams) -> None:
             if str(params.url).startswith(self.origins):
-                self.texts.append(params.chunk.decode("utf-8", "replace"))
+                self._into(params.url).append(params.chunk.decode("utf-8", "replace"))
 
         config.on_request_end.append(on_end)
         config.on_request_redirect.append(on_redirect)
@@ -110,18 +134,24 @@ class Recorder:
     def _headers(self, url: Any, response: aiohttp.ClientResponse) -> None:
         if str(url).startswith(self.origins):
             lines = [f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in response.raw_headers]
-            self.texts.append(f"HTTP {response.status} {response.reason}\n" + "\n".join(lines))
+            self._into(url).append(f"HTTP {response.status} {response.reason}\n" + "\n".join(lines))
+
+    def _into(self, url: Any) -> list[str]:
+        return self.deliveries if urlsplit(str(url)).path == "/v1/connect" else self.texts
 
     def session(self, **kwargs: Any) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(trace_configs=[self.trace()], **kwargs)
 
 
-async def browser_connect(p: LocalPipeline, recorder: Recorder) -> tuple[str, str]:
-    """Walk the OAuth chain as a browser (recorded); return the account id and the callback URL."""
+async def browser_connect(p: LocalPipeline, recorder: Recorder, seen: dict[str, str]) -> tuple[str, str]:
+    """Walk the OAuth chain as a browser (recorded); return the account id and the callback URL.
+    The state and the browser nonce it was given go into ``seen`` (value -> kind)."""
     jar = aiohttp.CookieJar(unsafe=True)
     async with recorder.session(cookie_jar=jar) as browser:
         async with browser.get(f"{p.auth_url}/v1/connect", allow_redirects=False) as r:
             authorize = r.headers["Location"]
+            seen[parse_qs(urlsplit(authorize).query)["state"][0]] = "oauth_state"
+            seen[r.cookies["tt_connect"].value] = "browser_nonce"
         async with browser.get(authorize, allow_redirects=False) as r:
             page = await r.text()
         request_id = re.search(r'name="request_id" value="([^"]+)"', page)
@@ -152,6 +182,7 @@ class Run:
     pipeline: LocalPipeline
     secrets: dict[str, str]
     issued: dict[str, list[str]]
+    seen: dict[str, str]
     sources: dict[str, str]
     counts: dict[str, int]
 
@@ -218,14 +249,24 @@ async def run(stack, tmp_path_factory) -> Any:
     p = LocalPipeline(
         EnvReader({**stack.env(), "S3_BUCKET": "media"}),
         work,
-        sandbox_overrides={"access_token_ttl_s": ACCESS_TTL_S},
+        sandbox_overrides={
+            "access_token_ttl_s": ACCESS_TTL_S,
+            "pull_allow_http": True,
+            "allow_ip_prefixes": True,
+        },
         extra_env={"LOG_LEVEL": "DEBUG"},
     )
     recorder = Recorder((p.auth_url, p.publish_url))
+    seen: dict[str, str] = {}
     try:
         await p.start()
-        account, _ = await browser_connect(p, recorder)
-        again, _ = await browser_connect(p, recorder)  # a reconnect: a second code and verifier
+        s3 = stack.env()["S3_ENDPOINT_URL"]
+        async with aiohttp.ClientSession() as control:  # TikTok may pull from the local S3 (presigned)
+            prefixes = {"verified_url_prefixes": [f"{s3}/{p.bucket}/"]}
+            async with control.patch(f"{p.sandbox_url}/_sandbox/apps/{CLIENT_KEY}", json=prefixes) as r:
+                assert r.status == 200, await r.text()
+        account, _ = await browser_connect(p, recorder, seen)
+        again, _ = await browser_connect(p, recorder, seen)  # a reconnect: a second code and verifier
         assert again == account
         auth = {"Authorization": f"Bearer {p.api_key}"}
         async with recorder.session() as http:
@@ -260,6 +301,20 @@ async def run(stack, tmp_path_factory) -> Any:
                 return bool(post["state"] == "published")
 
             await wait_for(published, timeout=120, interval=1.0, description="the post published")
+            # A draft TikTok pulls from a presigned URL: its signature is a credential for the media.
+            pulled = {**body, "post_id": f"{post_id}-pull", "mode": "draft", "transfer": "pull_from_url"}
+            del pulled["privacy_level"]
+            await _json(http, "POST", f"{p.publish_url}/v1/posts", json=pulled, headers=auth)
+
+            async def delivered() -> bool:
+                async with http.get(f"{p.publish_url}/v1/posts/{pulled['post_id']}", headers=auth) as r:
+                    post = await r.json()
+                if r.status == 404:
+                    return False
+                assert post["state"] not in ("failed", "rejected"), post
+                return bool(post["state"] == "inbox_delivered")
+
+            await wait_for(delivered, timeout=120, interval=1.0, description="the pulled draft delivered")
             # One refresh fails at TikTok (5xx), later ones succeed.
             fault = {"endpoint": "/v2/oauth/token/", "count": 1, "status": 500, "error_code": "server_error"}
             await _json(http, "POST", f"{p.sandbox_url}/_sandbox/faults", json=fault)
@@ -298,6 +353,9 @@ async def run(stack, tmp_path_factory) -> Any:
     secrets[p.client_secret] = "configured client secret"
     secrets[p.api_key] = "API key"
     secrets[env["S3_SECRET_ACCESS_KEY"]] = "S3 secret access key"
+    for password in database_passwords(p.admin_database_url):
+        secrets[password] = "database password"
+    secrets.update(seen)
     for ring in (p.token_keys, p.transport_keys):
         secrets[ring.split(":", 1)[1]] = "encryption key"
     sources: dict[str, str] = {}
@@ -307,6 +365,7 @@ async def run(stack, tmp_path_factory) -> Any:
         text = f"{r.key!r} {(r.value or b'').decode('utf-8', 'replace')} {r.headers!r}"
         sources[f"kafka {r.topic}[{r.partition}]@{r.offset} #{i}"] = text
     sources["http responses"] = "\n".join(recorder.texts)
+    sources[DELIVERY] = "\n".join(recorder.deliveries)
     for when, dump in (("connected", rows_connected), ("end", rows)):
         for table, text in dump.items():
             sources[f"database {table} ({when})"] = text
@@ -316,7 +375,7 @@ async def run(stack, tmp_path_factory) -> Any:
         "http response parts": len(recorder.texts),
         "database tables": len(rows),
     }
-    return Run(p, secrets, issued, sources, counts)
+    return Run(p, secrets, issued, seen, sources, counts)
 
 
 # ---------------------------------------------------------------------------------------- the tests
@@ -327,6 +386,10 @@ async def test_the_run_did_real_work_and_the_scan_covers_it(run: Run) -> None:
     assert len(issued["access_tokens"]) >= 4, "expected a connect, a reconnect and refreshes"
     assert len(issued["refresh_tokens"]) >= 3 and len(issued["authorization_codes"]) >= 2
     assert len(issued["code_verifiers"]) >= 2 and issued["client_secrets"] == [run.pipeline.client_secret]
+    assert len(issued["upload_tokens"]) >= 1 and len(issued["presigned_signatures"]) >= 1, issued
+    kinds = sorted(run.seen.values())
+    assert kinds.count("oauth_state") >= 2 and kinds.count("browser_nonce") >= 2, kinds
+    assert "database password" in run.secrets.values()
     assert run.counts["log lines"] > 40 and run.counts["kafka records"] > 10, run.counts
     assert run.counts["http response parts"] > 20 and run.counts["database tables"] >= 8, run.counts
     logs = "\n".join(t for k, t in run.sources.items() if k.startswith("log "))
@@ -336,8 +399,17 @@ async def test_the_run_did_real_work_and_the_scan_covers_it(run: Run) -> None:
     assert "tiktok.account.refreshed" in kafka and "tiktok.access_token.issued" in kafka
 
 
+def _upload_url_row(leak: Leak) -> bool:
+    return leak.kind == "upload_token" and leak.where.startswith("database publish.posts")
+
+
 async def test_no_secret_appears_in_logs_kafka_or_http_responses(run: Run) -> None:
-    leaks = find_leaks(run.secrets, run.sources)
+    leaks = [leak for leak in find_leaks(run.secrets, run.sources) if not _upload_url_row(leak)]
+    assert not leaks, f"{len(leaks)} leaks:\n" + "\n".join(str(leak) for leak in leaks[:20])
+
+
+async def test_no_upload_token_is_readable_in_database_rows(run: Run) -> None:
+    leaks = [leak for leak in find_leaks(run.secrets, run.sources) if _upload_url_row(leak)]
     assert not leaks, f"{len(leaks)} leaks:\n" + "\n".join(str(leak) for leak in leaks[:20])
 
 
@@ -360,6 +432,26 @@ async def test_the_scanner_catches_a_planted_leak(run: Run) -> None:
     assert ("authorization_code", "http responses") in found
     assert ("refresh_token", "kafka planted") in found
     assert ("code_verifier", "log planted.log") in found
+    # #12.20: the kinds added to the scan are caught too, in each kind of source.
+    state = next(v for v, k in run.seen.items() if k == "oauth_state")
+    nonce = next(v for v, k in run.seen.items() if k == "browser_nonce")
+    more = {
+        "log planted-state.log": json.dumps({"event": "callback", "query": f"state={state}"}),
+        "kafka planted-nonce": json.dumps({"data": {"cookie": nonce}}),
+        "database auth.planted": f"acc_1 {database_passwords(run.pipeline.admin_database_url)[0]}",
+        "http responses": f'{{"upload_url": "https://up/video/?upload_token={run.issued["upload_tokens"][0]}"}}',
+        "log planted-sig.log": f"GET /m.mp4?X-Amz-Signature={run.issued['presigned_signatures'][0]}",
+        DELIVERY: f"Location: /elsewhere?leaked={quote(run.pipeline.api_key)}",  # only state/nonce belong
+    }
+    found = {(leak.kind, leak.where) for leak in find_leaks(run.secrets, more)}
+    assert found == {
+        ("oauth_state", "log planted-state.log"),
+        ("browser_nonce", "kafka planted-nonce"),
+        ("database password", "database auth.planted"),
+        ("upload_token", "http responses"),
+        ("presigned_signature", "log planted-sig.log"),
+        ("API key", DELIVERY),
+    }, found
     # And the real sources plus one planted line: caught among everything else.
     sources = dict(run.sources)
     sources["log publish_service.log"] += "\n" + json.dumps(

@@ -21,7 +21,7 @@ COMMON = {
     "TIKTOK_CLIENT_SECRET": "client-secret-value",
     "TRANSPORT_KEYS": TRANSPORT,
     "TRANSPORT_ACTIVE_KEY_ID": "t1",
-    "API_KEY": "api-key-value",
+    "API_KEY": "api-key-value-long-enough-1234",
 }
 AUTH = {
     **COMMON,

@@ -136,4 +136,21 @@ async def calls_and_faults_middleware(request: web.Request, handler: Handler) ->
         return fault_answer(store, request.path, rule)
     if rule.reset_after_bytes is not None:
         request[FAULT_RESET_AFTER] = rule.reset_after_bytes
-    return await handler(request)
+    response = await handler(request)
+    if (rule.drop_fields or rule.null_fields) and isinstance(response, web.Response) and response.body:
+        return _rewritten(response, rule.drop_fields or [], rule.null_fields or [])
+    return response
+
+
+def _rewritten(response: web.Response, drop: list[str], null: list[str]) -> web.Response:
+    body = json.loads(bytes(response.body) if isinstance(response.body, bytes | bytearray) else b"{}")
+    for name in drop:
+        body.pop(name, None)
+    for name in null:
+        body[name] = None
+    headers = {
+        k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")
+    }
+    return web.Response(
+        status=response.status, text=dumps(body), content_type="application/json", headers=headers
+    )

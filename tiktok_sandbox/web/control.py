@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
 
@@ -41,6 +42,8 @@ FAULT_FIELDS = (
     "shape",
     "body",
     "log_id_header",
+    "drop_fields",
+    "null_fields",
 )
 FAULT_SHAPES = ("wrapped", "flat", "oauth", "empty", "text")
 
@@ -292,6 +295,16 @@ async def webhooks(request: web.Request) -> web.Response:
     return web.json_response([d.as_dict() for d in request.app[WEBHOOKS].deliveries])
 
 
+def _url_signatures(source_info: Any) -> list[str]:
+    urls = [source_info.get("video_url"), *source_info.get("photo_images", [])] if source_info else []
+    found = []
+    for url in urls:
+        for name, value in parse_qsl(urlsplit(str(url or "")).query):
+            if name.lower() == "x-amz-signature":
+                found.append(value)
+    return found
+
+
 async def issued_secrets(request: web.Request) -> web.Response:
     """Test-only: every secret this sandbox issued or was sent, so a test can look for leaks."""
     store = request.app[STORE]
@@ -303,6 +316,12 @@ async def issued_secrets(request: web.Request) -> web.Response:
             "client_tokens": sorted(store.client_tokens),
             "client_secrets": sorted(a.seed.client_secret for a in store.apps.values()),
             "code_verifiers": sorted(set(store.code_verifiers)),
+            # Bearer credentials for an hour (upload_url), and the signatures of the presigned URLs
+            # this sandbox was told to pull from: neither may show up anywhere else.
+            "upload_tokens": sorted(p.upload.upload_token for p in store.posts.values() if p.upload),
+            "presigned_signatures": sorted(
+                {s for p in store.posts.values() for s in _url_signatures(p.source_info)}
+            ),
         }
     )
 

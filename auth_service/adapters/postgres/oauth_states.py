@@ -35,6 +35,16 @@ class StatesTx(TxBase):
             ttl_s,
         )
 
+    async def live_states(self, ttl_s: float, at_most: int) -> int:
+        """Unused states issued in the last ``ttl_s`` (the count stops at ``at_most``)."""
+        count: int = await self.conn.fetchval(
+            f"SELECT count(*) FROM (SELECT 1 FROM {self._s}.oauth_states"
+            " WHERE created_at > now() - make_interval(secs => $1) AND consumed_at IS NULL LIMIT $2) live",
+            ttl_s,
+            at_most,
+        )
+        return count
+
     async def consume_state(self, state_hash: bytes) -> StateRecord | None:
         """Mark the state used (whatever happens next) and return it as it was before."""
         row = await self.conn.fetchrow(

@@ -15,17 +15,18 @@ from auth_service.adapters.postgres.accounts import AccountReads, AccountsTx
 from auth_service.adapters.postgres.claims import Claims
 from auth_service.adapters.postgres.events import EventsTx
 from auth_service.adapters.postgres.oauth_states import StateHousekeeping, StatesTx
+from auth_service.adapters.postgres.revocations import RevocationReads, RevocationsTx
 from auth_service.adapters.vault import Vault
 from common.db import database_edge, validate_identifier
 
 
 @database_edge
-class Tx(AccountsTx, StatesTx, EventsTx):
+class Tx(AccountsTx, StatesTx, EventsTx, RevocationsTx):
     """One open transaction: account rows, OAuth states and outbox events change together."""
 
 
 @database_edge
-class Repository(AccountReads, Claims, StateHousekeeping):
+class Repository(AccountReads, Claims, StateHousekeeping, RevocationReads):
     def __init__(self, pool: Any, vault: Vault, *, schema: str = "auth", topic_prefix: str = "") -> None:
         super().__init__(pool, vault, validate_identifier(schema), topic_prefix)
 

@@ -536,3 +536,99 @@ HTTP_CASES = [
         json_body={"event": "authorization.removed", "create_time": 1, "content": json.dumps({"reason": 1})},
     ),
 ]
+
+
+@dataclass(frozen=True)
+class PageCase:
+    """A hostile request to auth_service's browser pages (#12.13): an HTML page with the status and
+    ``<code id="code">`` of the case, never a 500 and never "Account connected"."""
+
+    id: str
+    path: str
+    status: int
+    code: str
+    phrase: str = ""
+
+
+_SIG = "0" * 64
+_HANDOFF = "/v1/connected?account_id=acc_victim&mode=direct"
+
+PAGE_CASES = [
+    PageCase(
+        "handoff_unsigned_account_id", "/v1/connected?account_id=acc_victim", 400, "handoff_invalid", "needs"
+    ),
+    PageCase(
+        "handoff_forged_signature",
+        f"{_HANDOFF}&expires=9999999999&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "does not match",
+    ),
+    PageCase(
+        "handoff_expired_forged",
+        f"{_HANDOFF}&expires=1&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "does not match",
+    ),
+    PageCase(
+        "handoff_non_ascii_signature",
+        f"{_HANDOFF}&expires=9999999999&signature=%C3%A9%C3%A9",
+        400,
+        "handoff_invalid",
+        "does not match",
+    ),
+    PageCase(
+        "handoff_negative_expires", f"{_HANDOFF}&expires=-5&signature={_SIG}", 400, "handoff_invalid", "needs"
+    ),
+    PageCase(
+        "handoff_5000_digit_expires",
+        f"{_HANDOFF}&expires={'9' * 5000}&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "needs",
+    ),
+    PageCase(
+        "handoff_arabic_indic_expires",
+        f"{_HANDOFF}&expires=%D9%A1%D9%A2%D9%A3&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "needs",
+    ),
+    PageCase(
+        "handoff_sql_account_id",
+        f"/v1/connected?account_id=%27%20OR%201%3D1--&mode=direct&expires=9999999999&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "does not match",
+    ),
+    PageCase(
+        "handoff_mode_swapped",
+        f"/v1/connected?account_id=acc_victim&mode=drafts_only&expires=9999999999&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "does not match",
+    ),
+    PageCase(
+        "handoff_repeated_params",
+        f"{_HANDOFF}&account_id=acc_attacker&expires=9999999999&signature={_SIG}",
+        400,
+        "handoff_invalid",
+        "does not match",
+    ),
+    # The OAuth callback with states nobody issued: a page naming the problem, no TikTok call, no row.
+    PageCase("callback_no_state", "/v1/oauth/callback?code=abc", 400, "state_missing", "no state"),
+    PageCase("callback_empty_state", "/v1/oauth/callback?code=abc&state=", 400, "state_missing", "no state"),
+    PageCase("callback_forged_state", f"/v1/oauth/callback?code=abc&state={'A' * 43}", 400, "state_invalid"),
+    PageCase("callback_huge_state", f"/v1/oauth/callback?code=abc&state={'s' * 6000}", 400, "state_invalid"),
+    PageCase("callback_nul_state", "/v1/oauth/callback?code=abc&state=a%00b", 400, "state_invalid"),
+    PageCase(
+        "callback_non_ascii_state",
+        "/v1/oauth/callback?code=abc&state=%C3%A9%F0%9F%98%80",
+        400,
+        "state_invalid",
+    ),
+    PageCase(
+        "callback_sql_state", "/v1/oauth/callback?code=abc&state=%27%20OR%201%3D1--", 400, "state_invalid"
+    ),
+]

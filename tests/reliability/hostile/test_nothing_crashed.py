@@ -8,7 +8,7 @@ import json
 import aiohttp
 
 from tests.reliability.hostile.harness import KAFKA_CASE_IDS, MARKS, Run
-from tests.reliability.hostile.http_cases import HTTP_CASES
+from tests.reliability.hostile.http_cases import HTTP_CASES, PAGE_CASES
 from tests.reliability.hostile.kafka_cases import CASES
 
 pytestmark = MARKS
@@ -36,6 +36,6 @@ async def test_services_are_healthy_and_logged_no_crash(run: Run, http: aiohttp.
 
 
 async def test_corpus_is_large_and_varied() -> None:
-    ids = KAFKA_CASE_IDS + [c.id for c in HTTP_CASES]
+    ids = KAFKA_CASE_IDS + [c.id for c in HTTP_CASES] + [c.id for c in PAGE_CASES]
     assert len(ids) == len(set(ids)) and len(ids) >= 50
     assert len({c.category for c in CASES}) >= 10

@@ -246,11 +246,13 @@ class InsightsRepository:
         return [dict(r) for r in rows]
 
     async def latest_by_account(self) -> dict[str, tuple[int, int]]:
-        """Views and likes per account: the sum of each post's latest counts (for the gauges)."""
+        """Views and likes per known account: the sum of its posts' latest counts, 0 before any (gauges)."""
         rows = await self._pool.fetch(
-            f"""SELECT account_id, coalesce(sum(view_count), 0)::bigint AS views,
-                       coalesce(sum(like_count), 0)::bigint AS likes
-                FROM {self._s}.post_insights GROUP BY account_id"""
+            f"""SELECT a.account_id, coalesce(sum(i.view_count), 0)::bigint AS views,
+                       coalesce(sum(i.like_count), 0)::bigint AS likes
+                FROM {self._s}.account_insights a
+                LEFT JOIN {self._s}.post_insights i ON i.account_id = a.account_id
+                GROUP BY a.account_id"""
         )
         return {r["account_id"]: (r["views"], r["likes"]) for r in rows}
 

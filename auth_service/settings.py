@@ -18,6 +18,13 @@ from common.settings_checks import (
 )
 
 DEFAULT_SCOPES = ("user.info.basic", "video.upload", "video.publish")
+INSIGHTS_SCOPES = ("video.list", "user.info.stats")
+"""Requested too when INSIGHTS_ENABLED (default on): post metrics and account stats (docs/insights.md).
+A creator who does not grant them still connects and posts."""
+
+
+def with_insights(scopes: tuple[str, ...], enabled: bool) -> tuple[str, ...]:
+    return scopes + tuple(s for s in INSIGHTS_SCOPES if enabled and s not in scopes)
 
 RENAMED = {"INSTANCE_ID": "AUTH_INSTANCE_ID", "SHUTDOWN_DEADLINE_S": "AUTH_SHUTDOWN_DEADLINE_S"}
 """New name → old name: the old names are read for one more release, with a warning."""
@@ -126,7 +133,9 @@ class Settings:
             tiktok_client_key=env.string("TIKTOK_CLIENT_KEY"),
             tiktok_client_secret=env.secret("TIKTOK_CLIENT_SECRET"),
             tiktok_app_type="desktop" if app_type == "desktop" else "web",
-            tiktok_scopes=env.strings("TIKTOK_SCOPES", DEFAULT_SCOPES),
+            tiktok_scopes=with_insights(
+                env.strings("TIKTOK_SCOPES", DEFAULT_SCOPES), env.boolean("INSIGHTS_ENABLED", True)
+            ),
             oauth_redirect_uri=env.string("OAUTH_REDIRECT_URI"),
             connect_success_url=env.string("CONNECT_SUCCESS_URL"),
             token_keys=_strict_ring(env, "TOKEN_KEYS", "TOKEN_ACTIVE_KEY_ID"),

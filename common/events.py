@@ -45,6 +45,7 @@ from common.event_fields import (
     text_problem,
     utf16_len,
 )
+from common.event_insights import AccountStatsData, InsightsUnavailable, PostMetricsData
 from common.event_posts import (
     TERMINAL_STATES,
     ErrorInfo,
@@ -68,14 +69,17 @@ __all__ = [
     "TERMINAL_STATES",
     "AccessTokenData",
     "AccountData",
+    "AccountStatsData",
     "AccountStatus",
     "BadEvent",
     "Envelope",
     "ErrorInfo",
     "EventType",
     "Identifier",
+    "InsightsUnavailable",
     "MediaRef",
     "PostKind",
+    "PostMetricsData",
     "PostMode",
     "PostRequestedData",
     "PostState",
@@ -145,6 +149,8 @@ class EventType(StrEnum):
     account_disconnected = "tiktok.account.disconnected"
     access_token = "tiktok.access_token.issued"  # noqa: S105 (an event name)
     refresh_requested = "tiktok.token.refresh_requested"
+    post_metrics = "tiktok.post.metrics"
+    account_stats = "tiktok.account.stats"
 
 
 DATA_MODELS: dict[str, type[BaseModel]] = {
@@ -156,6 +162,8 @@ DATA_MODELS: dict[str, type[BaseModel]] = {
     EventType.account_disconnected: AccountData,
     EventType.access_token: AccessTokenData,
     EventType.refresh_requested: RefreshRequestedData,
+    EventType.post_metrics: PostMetricsData,
+    EventType.account_stats: AccountStatsData,
 }
 
 

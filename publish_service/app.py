@@ -49,6 +49,7 @@ from publish_service.adapters.repository import Repository, Topics
 from publish_service.handlers.cancel import Cancellation
 from publish_service.handlers.gauges import PostStateGauge
 from publish_service.handlers.housekeeping import prune_webhook_receipts
+from publish_service.handlers.insights import add_insights_loops
 from publish_service.handlers.intake import Intake, decode_request
 from publish_service.handlers.state_sync import StateSync
 from publish_service.handlers.webhooks import WebhookHandler
@@ -218,6 +219,8 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     )
     loops.add("intake", started_after(state.caught_up, intake_loop.run), restart_delay=2.0)
     metrics.workers.set(settings.workers)
+    if settings.insights_enabled:
+        add_insights_loops(loops, app[POOL], repo, app[TIKTOK], settings, metrics.registry)
     for n in range(settings.workers):
         owner = worker_owner(settings.instance_id, n)
         worker = Worker(app[REPO], app[TIKTOK], media, cipher, settings, metrics, owner)

@@ -15,6 +15,7 @@ from common.settings import EnvReader, Secret
 from common.settings_checks import api_key_strength, bounded_presign_ttl, https_unless_local, key_ring_entries
 from common.tiktok.chunks import DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK
 from common.tiktok.guard import DEFAULT_UPLOAD_DOMAINS
+from publish_service.domain.insights import DEFAULT_SCHEDULE_S, parse_schedule
 
 SCHEMA = "publish"
 
@@ -64,6 +65,10 @@ class Settings:
     tiktok_timeout_s: float = 30.0  # per API call; an init without an answer in time is "in doubt"
     upload_stall_timeout_s: float = 120.0  # a chunk PUT whose socket neither reads nor writes this long
     rate_window_s: float = 60.0  # TikTok's per-token window; a test sandbox may use a shorter one
+    insights_enabled: bool = True  # INSIGHTS_ENABLED: post metrics and account stats (docs/insights.md)
+    insights_schedule_s: tuple[float, ...] = DEFAULT_SCHEDULE_S  # INSIGHTS_SCHEDULE, e.g. "1h,6h,24h,3d"
+    insights_stats_interval_s: float = 86400.0  # INSIGHTS_STATS_INTERVAL_S: account stats once a day
+    insights_poll_s: float = 5.0  # INSIGHTS_POLL_S: how often an idle fetcher looks for due work
     tiktok_upload_domains: tuple[str, ...] = DEFAULT_UPLOAD_DOMAINS
     webhook_receipts_keep_s: float = 7 * 24 * 3600.0  # > TikTok's 72 h of re-deliveries
     housekeeping_interval_s: float = 600.0  # how often old webhook receipts are pruned
@@ -83,6 +88,10 @@ class Settings:
         chunk = env.integer("PUBLISH_CHUNK_SIZE", DEFAULT_CHUNK)
         if not MIN_CHUNK <= chunk <= MAX_CHUNK:
             raise ConfigError("PUBLISH_CHUNK_SIZE must be between 5 MiB and 64 MiB")
+        try:
+            schedule = parse_schedule(env.string("INSIGHTS_SCHEDULE", "1h,6h,24h,3d,7d,30d"))
+        except ValueError as exc:
+            raise ConfigError(f"INSIGHTS_SCHEDULE: {exc}") from None
         settings = cls(
             database_url=env.secret("DATABASE_URL"),
             kafka_bootstrap_servers=env.string("KAFKA_BOOTSTRAP_SERVERS"),
@@ -125,6 +134,10 @@ class Settings:
             upload_stall_timeout_s=env.number("PUBLISH_UPLOAD_STALL_TIMEOUT_S", 120.0),
             cap_retry_s=env.number("PUBLISH_CAP_RETRY_S", 900.0),
             init_doubt_grace_s=env.number("PUBLISH_INIT_DOUBT_GRACE_S", 600.0),
+            insights_enabled=env.boolean("INSIGHTS_ENABLED", True),
+            insights_schedule_s=schedule,
+            insights_stats_interval_s=env.number("INSIGHTS_STATS_INTERVAL_S", 86400.0),
+            insights_poll_s=env.number("INSIGHTS_POLL_S", 5.0),
         )
         key_ring_entries("TRANSPORT_KEYS", env.secret("TRANSPORT_KEYS").get())  # strict: #12.18
         api_key_strength("API_KEY", settings.api_key.get())

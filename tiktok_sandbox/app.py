@@ -13,10 +13,11 @@ from aiohttp import web
 
 from .clock import Clock
 from .config import SandboxConfig
+from .insights import VideoBook
 from .keys import BACKGROUND, CLOCK, CONFIG, HTTP, PULLER, STORE, WEBHOOKS
 from .pull import Puller
 from .store import Store
-from .web import control, oauth, posting
+from .web import control, display, oauth, posting
 from .web.common import calls_and_faults_middleware, error_middleware
 from .webhooks import WebhookDispatcher
 
@@ -80,6 +81,7 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     app[CONFIG] = config
     app[CLOCK] = clock
     app[STORE] = Store(config, clock)
+    app[display.VIDEOS] = VideoBook(app[STORE])
     app.cleanup_ctx.extend([_data_dir, _http, _background])
-    app.add_routes(oauth.routes() + posting.routes() + control.routes())
+    app.add_routes(oauth.routes() + posting.routes() + control.routes() + display.routes())
     return app

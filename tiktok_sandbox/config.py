@@ -30,6 +30,7 @@ ENDPOINT_CONTENT_INIT = "/v2/post/publish/content/init/"
 ENDPOINT_STATUS = "/v2/post/publish/status/fetch/"
 ENDPOINT_CANCEL = "/v2/post/publish/cancel/"
 ENDPOINT_USER_INFO = "/v2/user/info/"
+ENDPOINT_VIDEO_QUERY = "/v2/video/query/"
 ENDPOINT_UPLOAD = "/video/"
 
 DEFAULT_RATE_LIMITS: Mapping[str, int] = {
@@ -39,6 +40,7 @@ DEFAULT_RATE_LIMITS: Mapping[str, int] = {
     ENDPOINT_CREATOR_INFO: 20,
     ENDPOINT_STATUS: 30,
     ENDPOINT_USER_INFO: 600,
+    ENDPOINT_VIDEO_QUERY: 600,
 }
 
 ALL_SCOPES = (

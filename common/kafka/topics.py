@@ -34,6 +34,8 @@ TOPIC_ACCOUNTS = "tiktok.accounts"
 TOPIC_ACCESS_TOKENS = "tiktok.access-tokens"
 TOPIC_TOKEN_REFRESH_REQUESTED = "tiktok.token.refresh-requested"  # noqa: S105  # a name, not a secret
 TOPIC_POST_REQUESTED_DLQ = "tiktok.post.requested.dlq"
+TOPIC_POST_METRICS = "tiktok.post.metrics"
+TOPIC_ACCOUNT_STATS = "tiktok.account.stats"
 # One default everywhere (the CLI, publish_service, the manifests): the most consumers a group can use.
 DEFAULT_PARTITIONS = 6
 
@@ -83,7 +85,7 @@ def missing_topic_reason(absent: Iterable[str]) -> str:
 def standard_topics(
     prefix: str = "", *, partitions: int = DEFAULT_PARTITIONS, replication_factor: int = 1
 ) -> dict[str, TopicSpec]:
-    """The six topics of DESIGN.md, keyed by their unprefixed name, named ``prefix + name``."""
+    """The eight topics of DESIGN.md, keyed by their unprefixed name, named ``prefix + name``."""
 
     def delete(days: int) -> dict[str, str]:
         return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
@@ -96,6 +98,8 @@ def standard_topics(
         TOPIC_ACCESS_TOKENS: compact,
         TOPIC_TOKEN_REFRESH_REQUESTED: delete(1),
         TOPIC_POST_REQUESTED_DLQ: delete(30),
+        TOPIC_POST_METRICS: delete(30),
+        TOPIC_ACCOUNT_STATS: compact,
     }
     return {
         name: TopicSpec(

@@ -15,9 +15,17 @@ class Endpoint(StrEnum):
     creator_info = "creator_info"
     init = "init"  # video/init, inbox/video/init and content/init each allow 6/min; we count them together
     status = "status"
+    video_query = "video_query"  # Display API (insights): 600/min per endpoint
+    user_info = "user_info"
 
 
-LIMITS: dict[Endpoint, int] = {Endpoint.creator_info: 20, Endpoint.init: 6, Endpoint.status: 30}
+LIMITS: dict[Endpoint, int] = {
+    Endpoint.creator_info: 20,
+    Endpoint.init: 6,
+    Endpoint.status: 30,
+    Endpoint.video_query: 600,
+    Endpoint.user_info: 600,
+}
 
 WINDOW_S = 60.0
 SAFETY_S = 1.0

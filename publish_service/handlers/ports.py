@@ -7,9 +7,18 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from common.events import AccessTokenData, AccountData, ErrorInfo, PostRequestedData, PostState, Progress
+from common.events import (
+    AccessTokenData,
+    AccountData,
+    AccountStatsData,
+    ErrorInfo,
+    PostRequestedData,
+    PostState,
+    Progress,
+)
 from common.s3 import ObjectInfo
 from common.tiktok.client import CreatorInfo, InitResult, PublishStatus, PutResult
+from publish_service.adapters.insights import DueAccount, DueSlot, SlotResult
 from publish_service.domain.media import Reader
 from publish_service.domain.post import AccountToken, IntakeOutcome, PostPatch, PostRow
 from publish_service.domain.rate_window import Endpoint
@@ -120,6 +129,25 @@ class IntakeTx(Protocol):
         correlation_id: str | None,
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> None: ...
+
+
+class InsightsStore(Protocol):
+    """The metrics schedule and account stats rows (publish_service.adapters.insights)."""
+
+    async def plan(self, schedule_s: Sequence[float], limit: int = 1000) -> int: ...
+    async def plan_accounts(self) -> None: ...
+    async def claim_slots(self, owner: str, lease_s: float, limit: int) -> list[DueSlot]: ...
+    async def release_slots(
+        self, slots: Sequence[DueSlot], owner: str, delay_s: float, *, failed: bool
+    ) -> None: ...
+    async def metadata(self, post_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]: ...
+    async def finish_slots(self, results: Sequence[SlotResult], owner: str) -> int: ...
+    async def latest_by_account(self) -> dict[str, tuple[int, int]]: ...
+    async def claim_account(self, owner: str, lease_s: float) -> DueAccount | None: ...
+    async def release_account(self, account_id: str, owner: str, delay_s: float, *, failed: bool) -> None: ...
+    async def finish_account(
+        self, account_id: str, owner: str, data: AccountStatsData | None, next_in_s: float
+    ) -> bool: ...
 
 
 class IntakeStore(Protocol):

@@ -300,14 +300,16 @@ apply_acls() {
         --group "${p}publish_service" &
     pids+=($!)
     acl publish-service --operation Write --operation Describe \
-        --topic "${p}tiktok.post.status" --topic "${p}tiktok.post.requested.dlq" --topic "${p}tiktok.token.refresh-requested" &
+        --topic "${p}tiktok.post.status" --topic "${p}tiktok.post.requested.dlq" --topic "${p}tiktok.token.refresh-requested" \
+        --topic "${p}tiktok.post.metrics" --topic "${p}tiktok.account.stats" &
     pids+=($!)
     acl auth-service --operation Read --operation Describe --topic "${p}tiktok.token.refresh-requested" \
         --group "${p}auth-service" &
     pids+=($!)
     acl auth-service --operation Write --operation Describe --topic "${p}tiktok.accounts" --topic "${p}tiktok.access-tokens" &
     pids+=($!)
-    acl dashboard --operation Read --operation Describe --topic "${p}tiktok.post.status" &
+    acl dashboard --operation Read --operation Describe --topic "${p}tiktok.post.status" \
+        --topic "${p}tiktok.post.metrics" --topic "${p}tiktok.account.stats" &
     pids+=($!)
     # Dashboards consume in groups of their own, named dashboard-*.
     acl dashboard --operation Read --resource-pattern-type prefixed --group "${p}dashboard-" &

@@ -28,7 +28,13 @@ def test_from_env_defaults_and_secrets_hidden():
     assert s.tiktok_app_type == "web"
     assert s.token_keys.active_id == "k1"
     assert s.transport_keys.active_id == "t1"
-    assert s.tiktok_scopes == ("user.info.basic", "video.upload", "video.publish")
+    assert s.tiktok_scopes == (
+        "user.info.basic",
+        "video.upload",
+        "video.publish",
+        "video.list",
+        "user.info.stats",
+    )
     text = repr(s)
     assert "very-secret-value" not in text and "api-key-123456-abcdefghijklmnop" not in text
 
@@ -45,10 +51,30 @@ def test_fail_fast_on_missing_or_bad_values():
 
 
 def test_desktop_and_tuning():
-    s = Settings.from_env(env(TIKTOK_APP_TYPE="desktop", AUTH_REFRESH_CONCURRENCY="7", TIKTOK_SCOPES="a,b"))
+    s = Settings.from_env(
+        env(
+            TIKTOK_APP_TYPE="desktop",
+            AUTH_REFRESH_CONCURRENCY="7",
+            TIKTOK_SCOPES="a,b",
+            INSIGHTS_ENABLED="false",
+        )
+    )
     assert s.tiktok_app_type == "desktop"
     assert s.refresh.concurrency == 7
     assert s.tiktok_scopes == ("a", "b")
+
+
+def test_insights_scopes_are_requested_unless_switched_off():
+    assert Settings.from_env(env(INSIGHTS_ENABLED="false")).tiktok_scopes == (
+        "user.info.basic",
+        "video.upload",
+        "video.publish",
+    )
+    assert Settings.from_env(env(TIKTOK_SCOPES="user.info.basic,video.list")).tiktok_scopes == (
+        "user.info.basic",
+        "video.list",
+        "user.info.stats",
+    )
 
 
 def test_repr_never_shows_the_database_password() -> None:

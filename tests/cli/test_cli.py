@@ -66,9 +66,9 @@ async def test_create_topics_is_idempotent_and_compacts_the_token_topics(pipelin
     prefix = f"cli{uuid.uuid4().hex[:8]}."
     code, first = cli(pipeline, "create-topics", "--partitions", "2", extra_env={"TOPIC_PREFIX": prefix})
     assert code == 0, first
-    assert first.count(": created") == 6
+    assert first.count(": created") == 8
     code, second = cli(pipeline, "create-topics", "--partitions", "2", extra_env={"TOPIC_PREFIX": prefix})
-    assert code == 0 and second.count(": unchanged") == 6, second
+    assert code == 0 and second.count(": unchanged") == 8, second
     for topic in ("tiktok.accounts", "tiktok.access-tokens"):
         config = await fetch_topic_config(pipeline.kafka, prefix + topic)
         assert config["cleanup.policy"] == "compact"
@@ -128,6 +128,42 @@ async def test_follow_prints_the_timeline_of_a_finished_post(pipeline, published
     assert code == 0, output
     for state in ("received", "validating", "uploading", "processing", "published"):
         assert state in output
+
+
+async def test_metrics_prints_the_series_and_follow_the_latest_counts(pipeline, published_post):
+    from datetime import UTC, datetime, timedelta
+
+    from common.events import EventType, PostMetricsData, encode
+    from common.kafka import TOPIC_POST_METRICS
+
+    post_id = published_post[0]
+    code, output = cli(pipeline, "metrics", post_id)
+    assert code == 1 and f"no metrics for post {post_id} yet" in output
+    producer = Producer(pipeline.kafka)
+    await producer.start()
+    try:
+        start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+        for slot, (after, views) in enumerate([(3600, 1200), (21600, 5400)]):
+            data = PostMetricsData(
+                post_id=post_id, account_id="acc", tiktok_post_id="7300000000000000001", slot=slot,
+                slot_after_s=after, fetched_at=start + timedelta(seconds=after), view_count=views,
+                like_count=views // 10, comment_count=3, share_count=1,
+            )  # fmt: skip
+            value, headers = encode(EventType.post_metrics, data)
+            await producer.send(pipeline.prefix + TOPIC_POST_METRICS, post_id, value, headers)
+            if slot == 0:  # a redelivered record is shown once
+                await producer.send(pipeline.prefix + TOPIC_POST_METRICS, post_id, value, headers)
+    finally:
+        await producer.stop()
+    code, output = cli(pipeline, "metrics", post_id)
+    assert code == 0, output
+    rows = [line for line in output.splitlines() if "2026-12-01" in line]
+    assert len(rows) == 2, output
+    assert "1h" in rows[0] and "1,200" in rows[0] and "120" in rows[0]
+    assert "6h" in rows[1] and "5,400" in rows[1] and "540" in rows[1]
+    code, output = cli(pipeline, "follow", post_id, "--timeout", "60")
+    assert code == 0, output
+    assert "metrics at 2026-12-01 14:00:00 (+6h): 5,400 views, 540 likes, 3 comments, 1 shares" in output
 
 
 async def test_tail_prints_every_status_event_as_a_json_line(pipeline, published_post):

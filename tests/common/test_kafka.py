@@ -52,7 +52,7 @@ async def _drain(consumer: Consumer, want: int, timeout: float = 20.0) -> list:
 
 def test_standard_topics_follow_the_design() -> None:
     topics = standard_topics("dev.", partitions=3)
-    assert len(topics) == 6
+    assert len(topics) == 8
     assert topics[TOPIC_POST_REQUESTED].name == "dev.tiktok.post.requested"
     assert topics[TOPIC_POST_REQUESTED].config == {
         "cleanup.policy": "delete",
@@ -62,6 +62,11 @@ def test_standard_topics_follow_the_design() -> None:
     assert topics["tiktok.access-tokens"].config == {"cleanup.policy": "compact"}
     assert topics["tiktok.token.refresh-requested"].config["retention.ms"] == str(DAY_MS)
     assert topics["tiktok.post.requested.dlq"].config["retention.ms"] == str(30 * DAY_MS)
+    assert topics["tiktok.post.metrics"].config == {
+        "cleanup.policy": "delete",
+        "retention.ms": str(30 * DAY_MS),
+    }
+    assert topics["tiktok.account.stats"].config == {"cleanup.policy": "compact"}
     assert {t.partitions for t in topics.values()} == {3}
 
 

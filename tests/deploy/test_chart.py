@@ -190,6 +190,8 @@ ACLS = {
         ("topic", "tiktok.post.status", "Write"),
         ("topic", "tiktok.post.requested.dlq", "Write"),
         ("topic", "tiktok.token.refresh-requested", "Write"),
+        ("topic", "tiktok.post.metrics", "Write"),
+        ("topic", "tiktok.account.stats", "Write"),
         ("group", "publish_service", "Read"),
     },
     "auth-service": {
@@ -198,7 +200,11 @@ ACLS = {
         ("topic", "tiktok.access-tokens", "Write"),
         ("group", "auth-service", "Read"),
     },
-    "dashboards": {("topic", "tiktok.post.status", "Read")},
+    "dashboards": {
+        ("topic", "tiktok.post.status", "Read"),
+        ("topic", "tiktok.post.metrics", "Read"),
+        ("topic", "tiktok.account.stats", "Read"),
+    },
 }
 
 

@@ -606,6 +606,8 @@ METRICS = (
     "tiktok_token_refreshes_total",
     "tiktok_outbox_backlog",
     "tiktok_consumer_lag",
+    "tiktok_account_views",
+    "tiktok_account_likes",
 )
 
 
@@ -626,7 +628,7 @@ def test_grafana_dashboard_uses_a_datasource_variable_and_every_metric() -> None
     text = "\n".join(exprs)
     for metric in METRICS:
         assert metric in text, metric
-    for label in ("state", "endpoint", "result", "outcome", "service", "topic", "partition"):
+    for label in ("state", "endpoint", "result", "outcome", "service", "topic", "partition", "account_id"):
         assert re.search(rf"by \([^)]*\b{label}\b", text), label
 
 

@@ -170,6 +170,7 @@ API_PATHS = st.sampled_from(
         "/v2/post/publish/content/init/",
         "/v2/post/publish/status/fetch/",
         "/v2/post/publish/cancel/",
+        "/v2/video/query/",
     ]
 )
 CONTENT_TYPES = st.sampled_from(

@@ -12,7 +12,7 @@ from typing import Any
 from common.errors import PipelineError
 from common.kafka_security import security_from_env
 from common.logging import configure_logging
-from tiktok_pipeline.cli import accounts, admin, dlq, posts, tail, topics
+from tiktok_pipeline.cli import accounts, admin, dlq, metrics, posts, tail, topics
 from tiktok_pipeline.cli.errors import ExitCode, exit_code_for, one_line
 from tiktok_pipeline.cli.output import console
 from tiktok_pipeline.cli.parsing import Parser
@@ -36,7 +36,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="tiktok-pipeline", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (topics, admin, accounts, posts, tail, dlq):
+    for module in (topics, admin, accounts, posts, metrics, tail, dlq):
         module.register(sub)
     return parser
 

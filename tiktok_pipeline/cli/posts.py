@@ -15,7 +15,7 @@ from common.errors import InvalidInput
 from common.events import Envelope, EventType, PostRequestedData, PostStatusData, describe_errors, encode
 from common.kafka import TOPIC_POST_REQUESTED, TOPIC_POST_STATUS, Producer
 from common.s3 import parse_s3_uri
-from tiktok_pipeline.cli import reach
+from tiktok_pipeline.cli import metrics, reach
 from tiktok_pipeline.cli.errors import PostNotDone
 from tiktok_pipeline.cli.output import console, emit_json, notice, out
 from tiktok_pipeline.cli.parsing import Subparsers
@@ -143,6 +143,8 @@ async def _follow(
     else:
         print_timeline(timeline)
     last = timeline.last
+    if not as_json and last is not None and last.state == "published":
+        await metrics.print_latest(s, post_id)
     if last is None or last.state not in DONE_STATES:
         error = f" ({last.error.code}: {last.error.message})" if last and last.error else ""
         raise PostNotDone(f"post {post_id} ended {last.state if last else 'nowhere'}{error}")

@@ -84,8 +84,8 @@ async def cmd_create_topics(s: CliSettings, args: argparse.Namespace) -> int:
 def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "create-topics",
-        help="create the six topics with their retention",
-        description="Create the six topics with their retention and compaction, or reconcile the "
+        help="create the eight topics with their retention",
+        description="Create the eight topics with their retention and compaction, or reconcile the "
         "settings we own (only those: an operator's other settings stay). Partition counts and "
         "replication of existing topics are never changed.",
         epilog_vars=KAFKA_VARS,

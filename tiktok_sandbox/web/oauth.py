@@ -16,6 +16,7 @@ from ..keys import STORE
 from ..models import App, PendingAuthorization
 from ..store import Store
 from .common import ok
+from .display import VIDEOS
 
 FIELD_SCOPES = {
     "open_id": "user.info.basic",
@@ -217,10 +218,7 @@ async def user_info(request: web.Request) -> web.StreamResponse:
         "profile_deep_link": f"https://vm.tiktok.com/sandbox/{creator.username}/",
         "is_verified": seed.is_verified,
         "username": creator.username,
-        "follower_count": seed.follower_count,
-        "following_count": seed.following_count,
-        "likes_count": seed.likes_count,
-        "video_count": seed.video_count,
+        **request.app[VIDEOS].account_counts(creator.username),
     }
     return ok(store, {"user": {f: values[f] for f in fields}})
 

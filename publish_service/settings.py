@@ -54,6 +54,9 @@ class Settings:
     unknown_account_grace_s: float = 60.0
     """A post may arrive before its account's connect event: it waits this long before ``unknown_account``."""
     post_id_watch_s: float = 24 * 3600.0  # how long to keep polling for a public post id
+    draft_poll_s: float = 3600.0  # a delivered draft's first status poll (fallback to the webhook)
+    draft_poll_max_s: float = 6 * 3600.0  # the poll interval doubles up to this
+    draft_lifetime_s: float = 7 * 24 * 3600.0  # TikTok documents none: how long a draft is followed
     webhook_tolerance_s: float = 300.0
     instance_id: str = field(default_factory=lambda: default_instance_id())
     """Names this replica in leases (INSTANCE_ID); each worker task leases as ``<instance_id>/w<n>``."""
@@ -123,6 +126,9 @@ class Settings:
             token_wait_s=env.number("PUBLISH_TOKEN_WAIT_S", 120.0),
             unknown_account_grace_s=env.number("PUBLISH_UNKNOWN_ACCOUNT_GRACE_S", 60.0),
             post_id_watch_s=env.number("PUBLISH_POST_ID_WATCH_S", 24 * 3600.0),
+            draft_poll_s=env.number("PUBLISH_DRAFT_POLL_S", 3600.0),
+            draft_poll_max_s=env.number("PUBLISH_DRAFT_POLL_MAX_S", 6 * 3600.0),
+            draft_lifetime_s=env.number("PUBLISH_DRAFT_LIFETIME_S", 7 * 24 * 3600.0),
             log_level=env.string("LOG_LEVEL", "INFO"),
             log_format=env.string("LOG_FORMAT", "json"),
             kafka_partitions=env.integer("KAFKA_PARTITIONS", DEFAULT_PARTITIONS),

@@ -171,7 +171,8 @@ class Posts:
             WITH due AS (
                 SELECT post_id FROM {self._t}
                 WHERE (state IN ('received', 'scheduled', 'validating', 'uploading', 'processing')
-                       OR awaiting_post_id)
+                       OR awaiting_post_id
+                       OR (state = 'inbox_delivered' AND watch_until IS NOT NULL))
                   AND next_attempt_at <= now()
                   AND (lease_until IS NULL OR lease_until < now())
                 ORDER BY next_attempt_at

@@ -20,8 +20,9 @@ TRANSITIONS: dict[PostState, frozenset[PostState]] = {
     S.uploading: frozenset({S.processing, S.failed, S.rejected, S.validating, S.uploading}),
     # processing → validating: TikTok reported a retryable failure (fail_reason internal), start over.
     S.processing: frozenset({S.published, S.inbox_delivered, S.failed, S.validating}),
-    # A draft that the creator posts from the TikTok app later becomes published.
-    S.inbox_delivered: frozenset({S.published}),
+    # A draft that the creator posts from the TikTok app later becomes published; one TikTok fails, or
+    # that is not posted within the draft's lifetime (error code draft_expired), becomes failed.
+    S.inbox_delivered: frozenset({S.published, S.failed}),
     S.published: frozenset({S.published}),  # the public post id arrived: an update in the same state
     S.failed: frozenset(),
     S.rejected: frozenset(),

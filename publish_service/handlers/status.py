@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import structlog
 
-from common.events import PostState
-from publish_service.domain import backoff, decisions, validation
+from common.events import ErrorInfo, PostState
+from publish_service.domain import backoff, decisions, drafts, validation
 from publish_service.domain.post import PostPatch, PostRow
 from publish_service.handlers.calls import Failed, Steps, now
 
@@ -55,13 +55,22 @@ class StatusFollower:
                 return None
             case decisions.Delivered():
                 s.metrics.finished.labels("inbox_delivered").inc()
+                # Followed until posted, failed or expired: the webhook first, this slow poll as fallback.
                 new = await s.repo.transition(
                     row,
                     PostState.inbox_delivered,
                     owner=s.owner,
-                    patch=PostPatch(tiktok_status=status.status),
+                    patch=PostPatch(
+                        tiktok_status=status.status,
+                        polls=0,
+                        failures=0,
+                        watch_until=now() + timedelta(seconds=s.settings.draft_lifetime_s),
+                    ),
                 )
-                await s.repo.release(new, s.owner, 0.0)
+                first = drafts.draft_poll_delay(
+                    0, base_s=s.settings.draft_poll_s, max_s=s.settings.draft_poll_max_s
+                )
+                await s.repo.release(new, s.owner, min(first, s.settings.draft_lifetime_s))
                 return None
             case decisions.StartOver(attempt=attempt, fail_reason=reason):
                 log.info("publish_retry_after_failure", fail_reason=reason, attempt=row.attempt)
@@ -111,4 +120,78 @@ class StatusFollower:
         await s.repo.release(
             row, s.owner, backoff.post_id_poll_delay(row.polls + 1), PostPatch(polls=row.polls + 1)
         )
+        return None
+
+    async def follow_draft(self, row: PostRow) -> PostRow | None:
+        """A delivered draft: one status fetch, then published, failed, expired or the next slow poll.
+
+        ``watch_until`` holds the end of the draft's lifetime; it is cleared when following ends.
+        """
+        s = self.steps
+        assert row.watch_until is not None  # noqa: S101 (the worker dispatches only followed drafts)
+        lifetime = s.settings.draft_lifetime_s
+        delivered_at = row.watch_until - timedelta(seconds=lifetime)
+        status = None
+        if now() < row.watch_until:
+            try:
+                status = await s.fetch_status(row)
+            except Failed as f:
+                # TikTok refuses to answer for good (e.g. the token was revoked): the draft may still be
+                # posted, but we cannot see it. It stays inbox_delivered; following ends.
+                log.info("draft_follow_ended", error_code=f.error.code)
+                await s.repo.release(row, s.owner, 0.0, PostPatch(watch_until=None))
+                return None
+        decision = drafts.on_draft_status(
+            status,
+            delivered_at=delivered_at,
+            now=now(),
+            lifetime_s=lifetime,
+            polls=row.polls + 1,
+            base_s=s.settings.draft_poll_s,
+            max_s=s.settings.draft_poll_max_s,
+        )
+        done = PostPatch(watch_until=None, polls=0, failures=0)
+        match decision:
+            case drafts.DraftPublished(post_ids=ids):
+                s.metrics.finished.labels("published").inc()
+                log.info("draft_posted", publish_id=row.publish_id, tiktok_post_ids=list(ids), via="poll")
+                # The creator chose the privacy in the app: a public id may follow moderation, watch for it.
+                watch = now() + timedelta(seconds=s.settings.post_id_watch_s)
+                patch = PostPatch(
+                    tiktok_status="PUBLISH_COMPLETE",
+                    tiktok_post_ids=ids,
+                    awaiting_post_id=not ids,
+                    watch_until=None if ids else watch,
+                    polls=0,
+                    failures=0,
+                )
+                new = await s.repo.transition(row, PostState.published, owner=s.owner, patch=patch)
+                await s.repo.release(new, s.owner, 0.0 if ids else backoff.post_id_poll_delay(0))
+                return None
+            case drafts.DraftFailed(fail_reason=reason):
+                s.metrics.finished.labels("failed").inc()
+                error = ErrorInfo(
+                    code=reason, message=f"TikTok failed the draft in the creator's inbox: {reason}"
+                )
+                new = await s.repo.transition(
+                    row,
+                    PostState.failed,
+                    owner=s.owner,
+                    error=error,
+                    patch=PostPatch(**done, tiktok_status="FAILED"),
+                )
+            case drafts.DraftExpired():
+                s.metrics.finished.labels("failed").inc()
+                log.info("draft_expired", publish_id=row.publish_id)
+                error = ErrorInfo(
+                    code=drafts.DRAFT_EXPIRED,
+                    message=f"the creator did not post the draft within {lifetime:.0f} s of its delivery",
+                )
+                new = await s.repo.transition(row, PostState.failed, owner=s.owner, error=error, patch=done)
+            case drafts.DraftPollAgain(delay_s=delay):
+                tiktok_status = status.status if status is not None else row.tiktok_status
+                patch = PostPatch(polls=row.polls + 1, failures=0, tiktok_status=tiktok_status)
+                await s.repo.release(row, s.owner, delay, patch)
+                return None
+        await s.repo.release(new, s.owner, 0.0)
         return None

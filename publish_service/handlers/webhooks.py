@@ -130,16 +130,19 @@ class WebhookHandler:
                     return self._count("post_id")
             if hook.event == "post.publish.complete" and post.state is PostState.inbox_delivered:
                 # The creator posted the draft from the TikTok app (spec §4.8): the draft is published.
+                # Following ends (watch_until cleared); the public id, if TikTok names it, is recorded.
+                patch = PostPatch(tiktok_status="PUBLISH_COMPLETE", watch_until=None, polls=0)
+                if post_id is not None:
+                    patch["tiktok_post_ids"] = (str(post_id),)
                 try:
-                    await self.repo.transition(
-                        post,
-                        PostState.published,
-                        owner=None,
-                        patch=PostPatch(tiktok_status="PUBLISH_COMPLETE"),
-                    )
+                    await self.repo.transition(post, PostState.published, owner=None, patch=patch)
                 except LeaseLost:
+                    # A worker holds the draft (its slow poll): wake it, its fetch sees the posting.
+                    await self.repo.wake(post.post_id)
                     return self._count("stale")
                 return self._count("draft_posted")
+            if hook.event == "post.publish.complete" and post.state is PostState.published:
+                return self._count("repeat")  # TikTok may send it several times for one draft (§8)
             await self.repo.wake(post.post_id)
             return self._count("woken")
 

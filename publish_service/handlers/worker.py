@@ -121,6 +121,8 @@ class Worker:
                     return await self._status.poll(row)
                 case PostState.published if row.awaiting_post_id:
                     return await self._status.watch_post_id(row)
+                case PostState.inbox_delivered if row.watch_until is not None:
+                    return await self._status.follow_draft(row)
                 case _:
                     await self.repo.release(row, self.owner, 0.0)
                     return None

@@ -38,6 +38,7 @@ from common.s3 import ObjectStore
 from common.tasks import BackgroundLoops, sleep_or_stop
 from common.tiktok.client import TikTokClient
 from common.web import add_health_routes, api_key_middleware, correlation_middleware, error_middleware
+from publish_service.adapters.due_signal import DueSignal
 from publish_service.adapters.kafka_state import FullTopicReader
 from publish_service.adapters.media import MediaSource
 from publish_service.adapters.repository import Repository, Topics
@@ -157,6 +158,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     )
     sync = StateSync(repo, settings.topic(TOPIC_ACCOUNTS), settings.topic(TOPIC_ACCESS_TOKENS))
     intake = Intake(repo, metrics)
+    due = DueSignal(app[POOL], settings.schema)
     worker = Worker(
         repo=repo,
         tiktok=app[TIKTOK],
@@ -167,6 +169,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         settings=settings,
         stopping=loops.stopping,
         metrics=metrics,
+        due=due,
     )
     app[STATE_READER] = reader
     app[WORKER] = worker
@@ -211,6 +214,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
             if await sleep_or_stop(loops.stopping, 5.0):
                 return
 
+    loops.add("due_signal", due.run, restart_delay=1.0)
     loops.add("state_topics", read_state, restart_delay=2.0)
     loops.add("gauges", gauges, restart_delay=5.0)
     loops.add("intake", consume_requests, restart_delay=2.0)

@@ -175,6 +175,20 @@ class Posts:
         )
         return post_row(record) if record is not None else None
 
+    async def next_due_in(self, db: Executor) -> float | None:
+        """Seconds until the earliest unleased post falls due (<= 0: now); None when none waits."""
+        seconds = await db.fetchval(
+            f"""
+            SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM {self._t}
+            WHERE (state IN ('received', 'scheduled', 'validating', 'uploading', 'processing')
+                   OR awaiting_post_id)
+              AND lease_until IS NULL
+            ORDER BY next_attempt_at
+            LIMIT 1
+            """
+        )
+        return float(seconds) if seconds is not None else None
+
     async def save(self, db: Executor, row: PostRow, owner: str, lease_s: float, patch: PostPatch) -> PostRow:
         """Checkpoint columns and renew the lease; no event. Raises :class:`LeaseLost`."""
         sets, values = set_clauses(patch, 5)

@@ -121,6 +121,9 @@ class Repository:
     async def claim(self, owner: str, lease_s: float) -> PostRow | None:
         return await self.posts.claim(self._pool, owner, lease_s)
 
+    async def next_due_in(self) -> float | None:
+        return await self.posts.next_due_in(self._pool)
+
     async def save(self, row: PostRow, owner: str, lease_s: float, patch: PostPatch | None = None) -> PostRow:
         return await self.posts.save(self._pool, row, owner, lease_s, patch or PostPatch())
 

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -30,7 +31,16 @@ from common.errors import InvalidInput, PipelineError, is_retriable
 from common.kafka import Delivered, KafkaError, OutgoingMessage, Producer
 from common.tasks import sleep_or_stop, wait_or_stop
 
-__all__ = ["BacklogGauge", "OutboxError", "OutboxRelay", "enqueue", "notify_channel", "outbox_ddl"]
+__all__ = [
+    "BacklogGauge",
+    "OutboxError",
+    "OutboxRecord",
+    "OutboxRelay",
+    "enqueue",
+    "enqueue_many",
+    "notify_channel",
+    "outbox_ddl",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +83,30 @@ def _decode_headers(raw: str | None) -> list[tuple[str, bytes]]:
     return [(str(name), base64.b64decode(value)) for name, value in json.loads(raw)]
 
 
+@dataclass(frozen=True)
+class OutboxRecord:
+    """One event for :func:`enqueue_many`."""
+
+    topic: str
+    key: bytes | str
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+def _checked(conn: Any, schema: str, record: OutboxRecord, max_record_bytes: int) -> tuple[bytes, str]:
+    """The key's bytes and the encoded headers, after the checks both enqueue functions make."""
+    validate_identifier(schema)
+    if not conn.is_in_transaction():
+        raise OutboxError("outbox.enqueue must run inside the caller's transaction")
+    key_bytes = record.key.encode("utf-8") if isinstance(record.key, str) else record.key
+    size = len(key_bytes) + len(record.value or b"") + sum(len(n) + len(v) for n, v in record.headers)
+    if size > max_record_bytes:
+        raise InvalidInput(
+            f"event of {size} bytes for {record.topic} exceeds the {max_record_bytes}-byte limit"
+        )
+    return key_bytes, _encode_headers(record.headers)
+
+
 async def enqueue(
     conn: Any,
     schema: str,
@@ -89,24 +123,47 @@ async def enqueue(
     the state change. Records larger than ``max_record_bytes`` (the producer's limit) are refused
     here, where the caller can still act, instead of blocking their partition in the relay.
     """
-    validate_identifier(schema)
-    if not conn.is_in_transaction():
-        raise OutboxError("outbox.enqueue must run inside the caller's transaction")
-    key_bytes = key.encode("utf-8") if isinstance(key, str) else key
-    size = len(key_bytes) + len(value or b"") + sum(len(n) + len(v) for n, v in headers)
-    if size > max_record_bytes:
-        raise InvalidInput(f"event of {size} bytes for {topic} exceeds the {max_record_bytes}-byte limit")
+    key_bytes, encoded = _checked(conn, schema, OutboxRecord(topic, key, value, headers), max_record_bytes)
+    # One round trip: the row, and the notification that wakes the relay (delivered at commit, and
+    # not at all on rollback).
     event_id: int = await conn.fetchval(
-        f"INSERT INTO {schema}.outbox (topic, key, value, headers)"
-        " VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
+        f"WITH added AS (INSERT INTO {schema}.outbox (topic, key, value, headers)"
+        " VALUES ($1, $2, $3, $4::jsonb) RETURNING id)"
+        " SELECT id FROM added, pg_notify($5, '')",
         topic,
         key_bytes,
         value,
-        _encode_headers(headers),
+        encoded,
+        notify_channel(schema),
     )
-    # Delivered at commit, and not at all on rollback.
-    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
     return event_id
+
+
+async def enqueue_many(
+    conn: Any,
+    schema: str,
+    records: Sequence[OutboxRecord],
+    *,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> None:
+    """Add ``records`` to ``<schema>.outbox`` in one statement, in their order (ids ascend with it).
+
+    The same checks as :func:`enqueue`; a record over the limit refuses the whole call.
+    """
+    if not records:
+        return
+    keys, headers = zip(*(_checked(conn, schema, r, max_record_bytes) for r in records), strict=True)
+    await conn.execute(
+        f"INSERT INTO {schema}.outbox (topic, key, value, headers)"
+        " SELECT u.topic, u.key, u.value, u.headers::jsonb"
+        " FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[])"
+        " WITH ORDINALITY AS u(topic, key, value, headers, n) ORDER BY u.n",
+        [r.topic for r in records],
+        list(keys),
+        [r.value for r in records],
+        list(headers),
+    )
+    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
 
 
 class OutboxRelay:

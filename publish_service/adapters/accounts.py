@@ -90,6 +90,14 @@ class Accounts:
         found = await db.fetchval(f"SELECT true FROM {self._s}.accounts WHERE account_id = $1", account_id)
         return bool(found)
 
+    async def known_of(self, db: Executor, account_ids: set[str]) -> set[str]:
+        """Which of ``account_ids`` this service has heard of (one query for a batch)."""
+        rows = await db.fetch(
+            f"SELECT account_id FROM {self._s}.accounts WHERE account_id = ANY($1::text[])",
+            sorted(account_ids),
+        )
+        return {r["account_id"] for r in rows}
+
     async def request_refresh(self, db: Connection, account_id: str, seen_version: int, reason: str) -> bool:
         """Ask auth_service for a new token, once per seen version (repeated after 60 s of silence)."""
         async with db.transaction():

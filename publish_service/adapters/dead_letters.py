@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from common.outbox import DEFAULT_MAX_RECORD_BYTES, enqueue
+from common.outbox import DEFAULT_MAX_RECORD_BYTES, OutboxRecord, enqueue
 from publish_service.adapters.pg import Executor
 
 
@@ -16,6 +16,17 @@ class DeadLetters:
     def __init__(self, schema: str, topic: str) -> None:
         self._schema = schema
         self._topic = topic
+
+    def letter(
+        self,
+        key: bytes | str,
+        raw: bytes | None,
+        code: str,
+        message: str,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> OutboxRecord:
+        """The dead letter :meth:`send` enqueues, for a caller that enqueues a batch at once."""
+        return OutboxRecord(self._topic, key, raw, dlq_headers(code, message, headers))
 
     async def send(
         self,

@@ -19,7 +19,7 @@ from common.events import (
     Progress,
     encode,
 )
-from common.outbox import enqueue
+from common.outbox import OutboxRecord, enqueue
 from publish_service.adapters.dead_letters import DeadLetters
 from publish_service.adapters.pg import Connection, Executor, LeaseLost, post_row, set_clauses
 from publish_service.domain.post import IntakeOutcome, PostPatch, PostRow, request_hash
@@ -55,16 +55,16 @@ class Posts:
 
     # ------------------------------------------------------------------------------ status events
 
-    async def emit(
+    def status_event(
         self,
-        db: Executor,
         row: PostRow,
         *,
         progress: Progress | None = None,
         error: ErrorInfo | None = None,
         state: PostState | None = None,
         seq: int | None = None,
-    ) -> None:
+    ) -> OutboxRecord:
+        """The status event of ``row`` (or of ``state``/``seq`` given here), ready for the outbox."""
         if (
             error is None
             and row.error_code
@@ -89,7 +89,20 @@ class Posts:
             metadata=row.request.metadata,
         )
         value, headers = encode(EventType.post_status, data, correlation_id=row.correlation_id)
-        await enqueue(db, self._schema, self._status_topic, row.post_id, value, headers)
+        return OutboxRecord(self._status_topic, row.post_id, value, headers)
+
+    async def emit(
+        self,
+        db: Executor,
+        row: PostRow,
+        *,
+        progress: Progress | None = None,
+        error: ErrorInfo | None = None,
+        state: PostState | None = None,
+        seq: int | None = None,
+    ) -> None:
+        event = self.status_event(row, progress=progress, error=error, state=state, seq=seq)
+        await enqueue(db, self._schema, event.topic, event.key, event.value, event.headers)
 
     # ------------------------------------------------------------------------------ intake
 

@@ -30,9 +30,10 @@ from publish_service.adapters.dead_letters import DeadLetters
 from publish_service.adapters.pg import Connection, LeaseLost, Topics
 from publish_service.adapters.posts import Posts
 from publish_service.adapters.rate_log import RateLog
+from publish_service.adapters.requests import Requests
 from publish_service.adapters.webhook_receipts import WebhookReceipts
 from publish_service.domain import rate_window
-from publish_service.domain.post import AccountToken, IntakeOutcome, PostPatch, PostRow
+from publish_service.domain.post import AccountToken, IntakeOutcome, PostPatch, PostRequest, PostRow
 
 __all__ = ["LeaseLost", "Repository", "Topics", "Tx"]
 
@@ -53,10 +54,17 @@ class Tx:
     async def account_known(self, account_id: str) -> bool:
         return await self._repo.accounts.known(self._conn, account_id)
 
+    async def accounts_known(self, account_ids: set[str]) -> set[str]:
+        return await self._repo.accounts.known_of(self._conn, account_ids)
+
     async def record_request(
         self, post: PostRequestedData, raw: bytes, correlation_id: str | None, key: bytes | None
     ) -> IntakeOutcome:
         return await self._repo.posts.record_request(self._conn, post, raw, correlation_id, key)
+
+    async def record_requests(self, requests: Sequence[PostRequest]) -> list[IntakeOutcome]:
+        """Store a batch of requests at once (see ``adapters/requests.py``); the outcome of each."""
+        return await self._repo.requests.record(self._conn, requests)
 
     async def reject_event(
         self,
@@ -99,6 +107,7 @@ class Repository:
         self.topics = topics
         self.dead_letters = DeadLetters(self.schema, topics.dlq)
         self.posts = Posts(self.schema, topics.status, self.dead_letters, on_transition)
+        self.requests = Requests(self.schema, self.posts, self.dead_letters)
         self.accounts = Accounts(self.schema, topics.refresh)
         self.rate_log = RateLog(self.schema, rate_window_s)
         self.receipts = WebhookReceipts(self.schema)

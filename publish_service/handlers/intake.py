@@ -2,7 +2,9 @@
 
 Per batch: one transaction stores the rows (and their first status events, and any rejections with
 their dead letters) and only after it commits are the offsets committed. A crash in between means
-the records come again, and the post_id check makes the repeat a no-op.
+the records come again, and the post_id check makes the repeat a no-op. The good records of a batch
+are stored with one multi-row insert and their events with one outbox insert (``record_requests``);
+only when that fails on a record that can never be stored is the batch stored again record by record.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import structlog
 from pydantic_core import PydanticSerializationError
 
 from common.errors import InvalidInput
-from common.events import BadEvent, EventType, PostRequestedData, decode, is_text
+from common.events import BadEvent, Envelope, EventType, PostRequestedData, decode, is_text
 from common.kafka import ConsumerRecord
-from publish_service.domain.post import IntakeOutcome
+from publish_service.domain.post import IntakeOutcome, PostRequest
 from publish_service.handlers.ports import IntakeStore, IntakeTx
 from publish_service.metrics import Metrics
 
@@ -64,12 +66,26 @@ class Intake:
         """Store every record of the batch in one transaction (the caller commits offsets after)."""
         try:
             async with self.repo.transaction() as tx:
-                for record in records:
-                    await self._handle(tx, record)
+                await self._store_batch(tx, records)
         except UNSTORABLE:
             # A record the checks let through still broke the batch, and would break it again on every
             # retry: store the batch once more, a savepoint per record, so only that one is rejected.
             await self._handle_one_by_one(records)
+
+    async def _store_batch(self, tx: IntakeTx, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        requests: list[PostRequest] = []
+        for record in records:
+            envelope = await self._decode_or_reject(tx, record)
+            if envelope is not None:
+                requests.append(
+                    PostRequest(envelope.data, record.value or b"", envelope.correlation_id, record.key)
+                )
+        if not requests:
+            return
+        known = await tx.accounts_known({r.post.account_id for r in requests})
+        outcomes = await tx.record_requests(requests)
+        for request, outcome in zip(requests, outcomes, strict=True):
+            self._note(request.post, outcome, request.post.account_id in known)
 
     async def _handle_one_by_one(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         async with self.repo.transaction() as tx:
@@ -100,14 +116,20 @@ class Intake:
                     )
 
     async def _handle(self, tx: IntakeTx, record: ConsumerRecord[bytes, bytes]) -> None:
-        raw = record.value or b""
-        headers = [
-            ("source_topic", record.topic.encode()),
-            ("source_partition", str(record.partition).encode()),
-            ("source_offset", str(record.offset).encode()),
-        ]
+        envelope = await self._decode_or_reject(tx, record)
+        if envelope is None:
+            return
+        post = envelope.data
+        known = await tx.account_known(post.account_id)
+        outcome = await tx.record_request(post, record.value or b"", envelope.correlation_id, record.key)
+        self._note(post, outcome, known)
+
+    async def _decode_or_reject(
+        self, tx: IntakeTx, record: ConsumerRecord[bytes, bytes]
+    ) -> Envelope[PostRequestedData] | None:
+        """The request in ``record``; or None, with the record rejected and dead-lettered, if it is bad."""
         try:
-            envelope = decode(record.value, PostRequestedData, expected_type=EventType.post_requested)
+            return decode(record.value, PostRequestedData, expected_type=EventType.post_requested)
         except BadEvent as exc:
             post_id, account_id, correlation = _salvage_ids(record)
             log.warning(
@@ -126,16 +148,21 @@ class Intake:
                 raw=record.value,  # the original, even a tombstone's null
                 key=record.key,
                 correlation_id=correlation,
-                headers=headers,
+                headers=[
+                    ("source_topic", record.topic.encode()),
+                    ("source_partition", str(record.partition).encode()),
+                    ("source_offset", str(record.offset).encode()),
+                ],
             )
-            return
-        post = envelope.data
-        if not await tx.account_known(post.account_id):
+            return None
+
+    def _note(self, post: PostRequestedData, outcome: IntakeOutcome, account_known: bool) -> None:
+        """Logs and metrics for one stored request."""
+        if not account_known:
             # Not rejected here: a post can overtake its account's connect event. The worker waits
             # PUBLISH_UNKNOWN_ACCOUNT_GRACE_S for the account, then rejects it as unknown_account.
             log.info("post_request_account_not_yet_known", post_id=post.post_id, account_id=post.account_id)
             self.metrics.requests.labels("account_not_yet_known").inc()
-        outcome = await tx.record_request(post, raw, envelope.correlation_id, record.key)
         self.metrics.requests.labels(outcome.value).inc()
         if outcome is IntakeOutcome.conflict:
             log.warning("post_request_conflict", post_id=post.post_id)

@@ -11,7 +11,7 @@ from common.events import AccessTokenData, AccountData, ErrorInfo, PostRequested
 from common.s3 import ObjectInfo
 from common.tiktok.client import CreatorInfo, InitResult, PublishStatus, PutResult
 from publish_service.domain.media import Reader
-from publish_service.domain.post import AccountToken, IntakeOutcome, PostPatch, PostRow
+from publish_service.domain.post import AccountToken, IntakeOutcome, PostPatch, PostRequest, PostRow
 from publish_service.domain.rate_window import Endpoint
 
 
@@ -107,6 +107,8 @@ class StateStore(Protocol):
 class IntakeTx(Protocol):
     def savepoint(self) -> AbstractAsyncContextManager[None]: ...
     async def account_known(self, account_id: str) -> bool: ...
+    async def accounts_known(self, account_ids: set[str]) -> set[str]: ...
+    async def record_requests(self, requests: Sequence[PostRequest]) -> list[IntakeOutcome]: ...
     async def record_request(
         self, post: PostRequestedData, raw: bytes, correlation_id: str | None, key: bytes | None
     ) -> IntakeOutcome: ...

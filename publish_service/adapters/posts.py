@@ -91,6 +91,28 @@ class Posts:
         value, headers = encode(EventType.post_status, data, correlation_id=row.correlation_id)
         return OutboxRecord(self._status_topic, row.post_id, value, headers)
 
+    def first_events(
+        self, post: PostRequestedData, correlation_id: str | None, *, scheduled: bool
+    ) -> list[OutboxRecord]:
+        """The status events of a post just stored: ``received``, and ``scheduled`` if it waits (what
+        :meth:`status_event` makes of the new row, without reading the row back)."""
+        states = [PostState.received, PostState.scheduled] if scheduled else [PostState.received]
+        events = []
+        for seq, state in enumerate(states, start=1):
+            data = PostStatusData(
+                post_id=post.post_id,
+                account_id=post.account_id,
+                seq=seq,
+                state=state,
+                attempt=1,
+                tiktok_post_ids=[],
+                metadata=post.metadata,
+            )
+            value, headers = encode(EventType.post_status, data, correlation_id=correlation_id)
+            events.append(OutboxRecord(self._status_topic, post.post_id, value, headers))
+            self.counted(state.value)
+        return events
+
     async def emit(
         self,
         db: Executor,

@@ -49,7 +49,8 @@ class Requests:
         for i, r in enumerate(requests):
             post_id = r.post.post_id
             if first[post_id] == i and post_id in created:
-                events.extend(self._created_events(created[post_id]))
+                scheduled = created[post_id] == PostState.scheduled
+                events.extend(self._posts.first_events(r.post, r.correlation_id, scheduled=scheduled))
                 outcomes.append(IntakeOutcome.created)
             elif stored[post_id][1] == hashes[i]:
                 outcomes.append(IntakeOutcome.duplicate)
@@ -59,8 +60,8 @@ class Requests:
         await enqueue_many(db, self._schema, events)
         return outcomes
 
-    async def _insert(self, db: Executor, new: list[tuple[PostRequest, str]]) -> dict[str, PostRow]:
-        """Insert the posts whose id is not taken yet; the rows inserted, by post_id."""
+    async def _insert(self, db: Executor, new: list[tuple[PostRequest, str]]) -> dict[str, PostState]:
+        """Insert the posts whose id is not taken yet; the state of each inserted, by post_id."""
         records = await db.fetch(
             f"""
             INSERT INTO {self._t} (post_id, account_id, request, request_hash, raw_event, correlation_id,
@@ -75,7 +76,7 @@ class Requests:
                                       publish_at, raw_key, n)
             ORDER BY u.n
             ON CONFLICT (post_id) DO NOTHING
-            RETURNING *
+            RETURNING post_id, state
             """,
             [r.post.post_id for r, _ in new],
             [r.post.account_id for r, _ in new],
@@ -86,7 +87,7 @@ class Requests:
             [r.post.publish_at for r, _ in new],
             [r.key for r, _ in new],
         )
-        return {row.post_id: row for row in map(post_row, records)}
+        return {r["post_id"]: PostState(r["state"]) for r in records}
 
     async def _lock(self, db: Executor, post_ids: set[str]) -> dict[str, tuple[PostRow, str]]:
         """The stored rows (and request hashes) of the repeated post_ids, locked for this transaction."""
@@ -97,14 +98,6 @@ class Requests:
             sorted(post_ids),
         )
         return {r["post_id"]: (post_row(r), r["request_hash"]) for r in records}
-
-    def _created_events(self, row: PostRow) -> list[OutboxRecord]:
-        events = [self._posts.status_event(row, state=PostState.received, seq=1)]
-        self._posts.counted(PostState.received.value)
-        if row.state is PostState.scheduled:
-            events.append(self._posts.status_event(row))
-            self._posts.counted(PostState.scheduled.value)
-        return events
 
     async def _conflict(self, db: Executor, row: PostRow, request: PostRequest) -> list[OutboxRecord]:
         seq = await db.fetchval(

@@ -126,3 +126,27 @@ async def test_a_batch_stored_twice_changes_nothing_the_second_time(pool: Any) -
     assert await _store(repo, batch) == [IntakeOutcome.duplicate] * 50
     assert await pool.fetchval(f"SELECT count(*) FROM {SCHEMA}.outbox") == before == 50
     assert await pool.fetchval(f"SELECT count(*) FROM {SCHEMA}.posts") == 50
+
+
+async def test_a_batch_writes_the_same_events_as_a_request_stored_alone(pool: Any) -> None:
+    repo = Repository(pool, SCHEMA, TOPICS)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    fields = {"metadata": {"campaign": "x"}, "caption": "hi", "publish_at": later}
+    alone = _request("alone", **fields)
+    async with repo.transaction() as tx:
+        await tx.record_request(alone.post, alone.raw, alone.correlation_id, alone.key)
+    await _store(repo, [_request("batched", **fields)])
+
+    rows = await pool.fetch(f"SELECT key, value, headers FROM {SCHEMA}.outbox ORDER BY id")
+    by_post: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        envelope = json.loads(r["value"])
+        data = envelope["data"]
+        assert data.pop("post_id") == bytes(r["key"]).decode()
+        header_names = [name for name, _ in json.loads(r["headers"])]
+        by_post.setdefault(bytes(r["key"]).decode(), []).append(
+            {"data": data, "type": envelope["type"], "correlation": envelope["correlation_id"] is not None,
+             "headers": header_names}
+        )  # fmt: skip
+    assert [e["data"]["state"] for e in by_post["alone"]] == ["received", "scheduled"]
+    assert by_post["batched"] == by_post["alone"]

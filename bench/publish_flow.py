@@ -141,6 +141,12 @@ async def produce_requests(h: Harness, count: int, accounts: list[str], uri: str
             raise SystemExit(f"could not produce the requests: {failed[0]}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (a figure the shared machine's load disturbs less)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -181,6 +187,7 @@ async def one_run(args: argparse.Namespace) -> tuple[float, list[float]]:
                 process = subprocess.Popen(
                     command, env=env, cwd=args.service_root, stdout=log, stderr=subprocess.STDOUT
                 )
+            cpu_at_start = cpu_seconds(process.pid)
             await wait_for(
                 lambda: len(counter.scheduled) >= args.requests, 600, 0.2, description="every scheduled event"
             )
@@ -188,7 +195,12 @@ async def one_run(args: argparse.Namespace) -> tuple[float, list[float]]:
                 raise SystemExit("no status event was read")
             seconds = counter.last_seen - counter.first_occurred.timestamp()
             rate = args.requests / seconds
-            print(f"intake: {args.requests} requests durable in {seconds:.1f} s = {rate:.0f} /s", flush=True)
+            cpu = cpu_seconds(process.pid) - cpu_at_start
+            print(
+                f"intake: {args.requests} requests durable in {seconds:.1f} s = {rate:.0f} /s;"
+                f" service CPU {cpu:.1f} s = {cpu * 1e6 / args.requests:.0f} us per request",
+                flush=True,
+            )
 
             latencies = []
             for i in range(args.latency_posts):

@@ -125,9 +125,11 @@ demo: install
 	exit $$rc
 
 # Refresh throughput (10,000 due accounts, 1 vs 3 replicas) and upload throughput / peak RSS (100, 500
-# and 1000 MB videos). Together about 5 minutes and 1.6 GB of scratch space.
+# and 1000 MB videos), intake throughput (20,000 requests) and event -> first byte latency. Together
+# about 7 minutes and 1.6 GB of scratch space.
 bench: install stack-up
-	source $(STACK_ENV) && $(BIN)/python bench/auth_refresh.py && $(BIN)/python bench/publish_upload.py
+	source $(STACK_ENV) && $(BIN)/python bench/auth_refresh.py && $(BIN)/python bench/publish_upload.py \
+		&& $(BIN)/python bench/publish_flow.py
 
 soak: install stack-up
 	source $(STACK_ENV) && SOAK=1 $(BIN)/pytest tests/reliability/faults -k processes -s && $(BIN)/python bench/faults_report.py

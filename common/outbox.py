@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -36,8 +37,10 @@ from common.tracing import context_from_carrier, current_carrier, inject_headers
 __all__ = [
     "BacklogGauge",
     "OutboxError",
+    "OutboxRecord",
     "OutboxRelay",
     "enqueue",
+    "enqueue_many",
     "notify_channel",
     "outbox_ddl",
     "outbox_trace_ddl",
@@ -90,6 +93,32 @@ def _decode_headers(raw: str | None) -> list[tuple[str, bytes]]:
     return [(str(name), base64.b64decode(value)) for name, value in json.loads(raw)]
 
 
+@dataclass(frozen=True)
+class OutboxRecord:
+    """One event for :func:`enqueue_many`."""
+
+    topic: str
+    key: bytes | str
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+    # The W3C trace headers this row continues; None: the trace current at enqueue_many (as enqueue).
+    trace_context: Mapping[str, str] | None = None
+
+
+def _checked(conn: Any, schema: str, record: OutboxRecord, max_record_bytes: int) -> tuple[bytes, str]:
+    """The key's bytes and the encoded headers, after the checks both enqueue functions make."""
+    validate_identifier(schema)
+    if not conn.is_in_transaction():
+        raise OutboxError("outbox.enqueue must run inside the caller's transaction")
+    key_bytes = record.key.encode("utf-8") if isinstance(record.key, str) else record.key
+    size = len(key_bytes) + len(record.value or b"") + sum(len(n) + len(v) for n, v in record.headers)
+    if size > max_record_bytes:
+        raise InvalidInput(
+            f"event of {size} bytes for {record.topic} exceeds the {max_record_bytes}-byte limit"
+        )
+    return key_bytes, _encode_headers(record.headers)
+
+
 async def enqueue(
     conn: Connection,
     schema: str,
@@ -106,27 +135,54 @@ async def enqueue(
     the state change. Records larger than ``max_record_bytes`` (the producer's limit) are refused
     here, where the caller can still act, instead of blocking their partition in the relay.
     """
-    validate_identifier(schema)
-    if not conn.is_in_transaction():
-        raise OutboxError("outbox.enqueue must run inside the caller's transaction")
-    key_bytes = key.encode("utf-8") if isinstance(key, str) else key
-    size = len(key_bytes) + len(value or b"") + sum(len(n) + len(v) for n, v in headers)
-    if size > max_record_bytes:
-        raise InvalidInput(f"event of {size} bytes for {topic} exceeds the {max_record_bytes}-byte limit")
+    key_bytes, encoded = _checked(conn, schema, OutboxRecord(topic, key, value, headers), max_record_bytes)
     # The trace of the change (if any) travels with the row: the relay sends it in the headers.
+    # One round trip: the row, and the notification that wakes the relay (delivered at commit, and
+    # not at all on rollback).
     carrier = current_carrier()
     event_id: int = await conn.fetchval(
-        f"INSERT INTO {schema}.outbox (topic, key, value, headers, trace_context)"
-        " VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) RETURNING id",
+        f"WITH added AS (INSERT INTO {schema}.outbox (topic, key, value, headers, trace_context)"
+        " VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) RETURNING id)"
+        " SELECT id FROM added, pg_notify($6, '')",
         topic,
         key_bytes,
         value,
-        _encode_headers(headers),
+        encoded,
         json.dumps(carrier) if carrier else None,
+        notify_channel(schema),
     )
-    # Delivered at commit, and not at all on rollback.
-    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
     return event_id
+
+
+async def enqueue_many(
+    conn: Any,
+    schema: str,
+    records: Sequence[OutboxRecord],
+    *,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> None:
+    """Add ``records`` to ``<schema>.outbox`` in one statement, in their order (ids ascend with it).
+
+    The same checks as :func:`enqueue`; a record over the limit refuses the whole call. Each row
+    stores its record's ``trace_context``, or (like :func:`enqueue`) the trace current here.
+    """
+    if not records:
+        return
+    keys, headers = zip(*(_checked(conn, schema, r, max_record_bytes) for r in records), strict=True)
+    current = current_carrier()
+    traces = [r.trace_context if r.trace_context is not None else current for r in records]
+    await conn.execute(
+        f"INSERT INTO {schema}.outbox (topic, key, value, headers, trace_context)"
+        " SELECT u.topic, u.key, u.value, u.headers::jsonb, u.trace::jsonb"
+        " FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[])"
+        " WITH ORDINALITY AS u(topic, key, value, headers, trace, n) ORDER BY u.n",
+        [r.topic for r in records],
+        list(keys),
+        [r.value for r in records],
+        list(headers),
+        [json.dumps(dict(t)) if t else None for t in traces],
+    )
+    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
 
 
 class OutboxRelay:

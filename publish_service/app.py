@@ -43,6 +43,7 @@ from common.tasks import BackgroundLoops, started_after
 from common.tiktok.client import TikTokClient
 from common.tracing import configure_tracing
 from common.web import add_health_routes, api_key_middleware, correlation_middleware, error_middleware
+from publish_service.adapters.due_signal import DueSignal
 from publish_service.adapters.kafka_state import FullTopicSource
 from publish_service.adapters.media import MediaSource
 from publish_service.adapters.repository import Repository, Topics
@@ -184,6 +185,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         "state-topics", state, sync.decode, sync.handle, on_undecodable=sync.log_bad
     )
     intake = Intake(repo, metrics)
+    due = DueSignal(app[POOL], settings.schema)
     requests = Consumer(
         settings.kafka_bootstrap_servers,
         [settings.topic(TOPIC_POST_REQUESTED)],
@@ -202,6 +204,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     app[WEBHOOKS] = WebhookHandler(repo, metrics)
     app[CANCELLATION] = Cancellation(repo)
 
+    loops.add("due_signal", due.run, restart_delay=1.0)
     loops.add("state_topics", app[TOPICS].waiting_first(state_loop.run), restart_delay=2.0)
     loops.add("gauges", PostStateGauge(repo, metrics).run, restart_delay=5.0)
     loops.add(
@@ -223,7 +226,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         add_insights_loops(loops, app[POOL], repo, app[TIKTOK], settings, metrics.registry)
     for n in range(settings.workers):
         owner = worker_owner(settings.instance_id, n)
-        worker = Worker(app[REPO], app[TIKTOK], media, cipher, settings, metrics, owner)
+        worker = Worker(app[REPO], app[TIKTOK], media, cipher, settings, metrics, owner, due)
         loops.add(f"worker-{n}", worker.run, restart_delay=1.0)
     app[LOOPS] = loops
     async with loops:

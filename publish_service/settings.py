@@ -121,6 +121,7 @@ class Settings:
             workers=env.integer("PUBLISH_WORKERS", 4),
             chunk_size=chunk,
             lease_s=env.number("PUBLISH_LEASE_S", 60.0),
+            claim_idle_s=env.number("PUBLISH_CLAIM_IDLE_S", 1.0),
             shutdown_deadline_s=env.number("SHUTDOWN_DEADLINE_S", 20.0),
             instance_id=env.optional("INSTANCE_ID") or default_instance_id(),
             token_wait_s=env.number("PUBLISH_TOKEN_WAIT_S", 120.0),

@@ -133,6 +133,14 @@ class Accounts:
                 await enqueue(db, self._s, self._refresh_topic, r["account_id"], value, headers)
         return [r["account_id"] for r in rows]
 
+    async def known_of(self, db: Executor, account_ids: set[str]) -> set[str]:
+        """Which of ``account_ids`` this service has heard of (one query for a batch)."""
+        rows = await db.fetch(
+            f"SELECT account_id FROM {self._s}.accounts WHERE account_id = ANY($1::text[])",
+            sorted(account_ids),
+        )
+        return {r["account_id"] for r in rows}
+
     async def request_refresh(self, db: Connection, account_id: str, seen_version: int, reason: str) -> bool:
         """Ask auth_service for a new token, once per seen version (repeated after 60 s of silence)."""
         async with db.transaction():

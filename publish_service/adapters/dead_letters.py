@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from common.outbox import DEFAULT_MAX_RECORD_BYTES, enqueue
+from common.outbox import DEFAULT_MAX_RECORD_BYTES, OutboxRecord, enqueue
 from publish_service.adapters.pg import Executor
 
 
@@ -17,6 +17,18 @@ class DeadLetters:
         self._schema = schema
         self._topic = topic
         self._on_letter = on_letter or (lambda _code: None)
+
+    def letter(
+        self,
+        key: bytes | str,
+        raw: bytes | None,
+        code: str,
+        message: str,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> OutboxRecord:
+        """The dead letter :meth:`send` enqueues (counted), for a caller that enqueues a batch at once."""
+        self._on_letter(code)
+        return OutboxRecord(self._topic, key, raw, dlq_headers(code, message, headers))
 
     async def send(
         self,

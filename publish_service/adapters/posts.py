@@ -20,7 +20,7 @@ from common.events import (
     Progress,
     encode,
 )
-from common.outbox import enqueue
+from common.outbox import OutboxRecord, enqueue
 from common.tracing import current_carrier
 from publish_service.adapters.dead_letters import DeadLetters
 from publish_service.adapters.pg import Connection, Executor, LeaseLost, post_row, set_clauses
@@ -65,16 +65,16 @@ class Posts:
 
     # ------------------------------------------------------------------------------ status events
 
-    async def emit(
+    def status_event(
         self,
-        db: Executor,
         row: PostRow,
         *,
         progress: Progress | None = None,
         error: ErrorInfo | None = None,
         state: PostState | None = None,
         seq: int | None = None,
-    ) -> None:
+    ) -> OutboxRecord:
+        """The status event of ``row`` (or of ``state``/``seq`` given here), ready for the outbox."""
         if (
             error is None
             and row.error_code
@@ -99,9 +99,49 @@ class Posts:
             metadata=row.request.metadata,
         )
         value, headers = encode(EventType.post_status, data, correlation_id=row.correlation_id)
-        await enqueue(db, self._schema, self._status_topic, row.post_id, value, headers)
         if error is not None and data.state in (PostState.failed, PostState.rejected):
             self._on_error(data.state.value, error.code)
+        return OutboxRecord(self._status_topic, row.post_id, value, headers)
+
+    def first_events(
+        self,
+        post: PostRequestedData,
+        correlation_id: str | None,
+        *,
+        scheduled: bool,
+        trace_context: dict[str, str] | None = None,
+    ) -> list[OutboxRecord]:
+        """The status events of a post just stored: ``received``, and ``scheduled`` if it waits (what
+        :meth:`status_event` makes of the new row, without reading the row back)."""
+        states = [PostState.received, PostState.scheduled] if scheduled else [PostState.received]
+        events = []
+        for seq, state in enumerate(states, start=1):
+            data = PostStatusData(
+                post_id=post.post_id,
+                account_id=post.account_id,
+                seq=seq,
+                state=state,
+                attempt=1,
+                tiktok_post_ids=[],
+                metadata=post.metadata,
+            )
+            value, headers = encode(EventType.post_status, data, correlation_id=correlation_id)
+            events.append(OutboxRecord(self._status_topic, post.post_id, value, headers, trace_context))
+            self.counted(state.value)
+        return events
+
+    async def emit(
+        self,
+        db: Executor,
+        row: PostRow,
+        *,
+        progress: Progress | None = None,
+        error: ErrorInfo | None = None,
+        state: PostState | None = None,
+        seq: int | None = None,
+    ) -> None:
+        event = self.status_event(row, progress=progress, error=error, state=state, seq=seq)
+        await enqueue(db, self._schema, event.topic, event.key, event.value, event.headers)
 
     # ------------------------------------------------------------------------------ intake
 
@@ -188,6 +228,20 @@ class Posts:
             lease_s,
         )
         return post_row(record) if record is not None else None
+
+    async def next_due_in(self, db: Executor) -> float | None:
+        """Seconds until the earliest unleased post falls due (<= 0: now); None when none waits."""
+        seconds = await db.fetchval(
+            f"""
+            SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM {self._t}
+            WHERE (state IN ('received', 'scheduled', 'validating', 'uploading', 'processing')
+                   OR awaiting_post_id)
+              AND lease_until IS NULL
+            ORDER BY next_attempt_at
+            LIMIT 1
+            """
+        )
+        return float(seconds) if seconds is not None else None
 
     async def save(self, db: Executor, row: PostRow, owner: str, lease_s: float, patch: PostPatch) -> PostRow:
         """Checkpoint columns and renew the lease; no event. Raises :class:`LeaseLost`."""

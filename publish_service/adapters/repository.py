@@ -30,9 +30,10 @@ from publish_service.adapters.dead_letters import DeadLetters
 from publish_service.adapters.pg import Connection, LeaseLost, Topics
 from publish_service.adapters.posts import Posts
 from publish_service.adapters.rate_log import RateLog
+from publish_service.adapters.requests import Requests
 from publish_service.adapters.webhook_receipts import WebhookReceipts
 from publish_service.domain import rate_window
-from publish_service.domain.post import AccountToken, IntakeOutcome, PostPatch, PostRow
+from publish_service.domain.post import AccountToken, IntakeOutcome, PostPatch, PostRequest, PostRow
 
 __all__ = ["LeaseLost", "Repository", "Topics", "Tx"]
 
@@ -54,10 +55,17 @@ class Tx:
     async def account_known(self, account_id: str) -> bool:
         return await self._repo.accounts.known(self._conn, account_id)
 
+    async def accounts_known(self, account_ids: set[str]) -> set[str]:
+        return await self._repo.accounts.known_of(self._conn, account_ids)
+
     async def record_request(
         self, post: PostRequestedData, raw: bytes, correlation_id: str | None, key: bytes | None
     ) -> IntakeOutcome:
         return await self._repo.posts.record_request(self._conn, post, raw, correlation_id, key)
+
+    async def record_requests(self, requests: Sequence[PostRequest]) -> list[IntakeOutcome]:
+        """Store a batch of requests at once (see ``adapters/requests.py``); the outcome of each."""
+        return await self._repo.requests.record(self._conn, requests)
 
     async def reject_event(
         self,
@@ -103,6 +111,7 @@ class Repository:
         self.topics = topics
         self.dead_letters = DeadLetters(self.schema, topics.dlq, on_dead_letter)
         self.posts = Posts(self.schema, topics.status, self.dead_letters, on_transition, on_error)
+        self.requests = Requests(self.schema, self.posts, self.dead_letters)
         self.accounts = Accounts(self.schema, topics.refresh)
         self.rate_log = RateLog(self.schema, rate_window_s)
         self.receipts = WebhookReceipts(self.schema)
@@ -124,6 +133,9 @@ class Repository:
 
     async def claim(self, owner: str, lease_s: float) -> PostRow | None:
         return await self.posts.claim(self._pool, owner, lease_s)
+
+    async def next_due_in(self) -> float | None:
+        return await self.posts.next_due_in(self._pool)
 
     async def save(self, row: PostRow, owner: str, lease_s: float, patch: PostPatch | None = None) -> PostRow:
         return await self.posts.save(self._pool, row, owner, lease_s, patch or PostPatch())

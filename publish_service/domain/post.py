@@ -100,6 +100,18 @@ class IntakeOutcome(StrEnum):
 
 
 @dataclass(frozen=True)
+class PostRequest:
+    """One decoded request as intake stores it: the data, the original bytes and key, the correlation."""
+
+    post: PostRequestedData
+    raw: bytes
+    correlation_id: str | None
+    key: bytes | None
+    trace_context: dict[str, str] | None = None
+    """W3C headers of the request's trace (the intake span continuing the producer's), or None."""
+
+
+@dataclass(frozen=True)
 class AccountToken:
     """This service's copy of an account and its newest access token (from auth_service's topics)."""
 

@@ -20,7 +20,7 @@ from common.s3 import ObjectInfo
 from common.tiktok.client import CreatorInfo, InitResult, PublishStatus, PutResult
 from publish_service.adapters.insights import DueAccount, DueSlot, SlotResult
 from publish_service.domain.media import Reader
-from publish_service.domain.post import AccountToken, IntakeOutcome, PostPatch, PostRow
+from publish_service.domain.post import AccountToken, IntakeOutcome, PostPatch, PostRequest, PostRow
 from publish_service.domain.rate_window import Endpoint
 
 
@@ -52,6 +52,7 @@ class PostStore(Transitions, Protocol):
     """What the worker needs: leases, checkpoints, the account's token, refresh requests, rate slots."""
 
     async def claim(self, owner: str, lease_s: float) -> PostRow | None: ...
+    async def next_due_in(self) -> float | None: ...
     async def save(
         self, row: PostRow, owner: str, lease_s: float, patch: PostPatch | None = None
     ) -> PostRow: ...
@@ -61,6 +62,14 @@ class PostStore(Transitions, Protocol):
     async def account_token(self, account_id: str) -> AccountToken | None: ...
     async def request_refresh(self, account_id: str, seen_version: int, reason: str) -> bool: ...
     async def acquire_slot(self, account_id: str, endpoint: Endpoint) -> float: ...
+
+
+class WorkSignal(Protocol):
+    """Tells idle workers that a post became due (a counter that moves, and a wait for it to move)."""
+
+    generation: int
+
+    async def wait(self, seen: int, seconds: float) -> None: ...
 
 
 class TikTokApi(Protocol):
@@ -114,6 +123,8 @@ class PostCounts(Protocol):
 class IntakeTx(Protocol):
     def savepoint(self) -> AbstractAsyncContextManager[None]: ...
     async def account_known(self, account_id: str) -> bool: ...
+    async def accounts_known(self, account_ids: set[str]) -> set[str]: ...
+    async def record_requests(self, requests: Sequence[PostRequest]) -> list[IntakeOutcome]: ...
     async def record_request(
         self, post: PostRequestedData, raw: bytes, correlation_id: str | None, key: bytes | None
     ) -> IntakeOutcome: ...

@@ -24,13 +24,16 @@ from publish_service.domain.states import is_legal
 from publish_service.domain.validation import Rejected
 from publish_service.handlers.calls import Deferred, Failed, Steps
 from publish_service.handlers.init import Initialiser
-from publish_service.handlers.ports import MediaStore, PostStore, TikTokApi
+from publish_service.handlers.ports import MediaStore, PostStore, TikTokApi, WorkSignal
 from publish_service.handlers.status import StatusFollower
 from publish_service.handlers.upload import Uploader
 from publish_service.metrics import Metrics
 from publish_service.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+MIN_IDLE_S = 0.02
+"""The shortest idle wait: a due post another worker is claiming right now must not make us spin."""
 
 
 def worker_owner(instance_id: str, number: int) -> str:
@@ -50,6 +53,8 @@ class Worker:
     settings: Settings
     metrics: Metrics
     owner: str
+    due: WorkSignal | None = None
+    """Wakes the idle loop when a post becomes due (PostgreSQL NOTIFY); without it, only the poll does."""
     stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     steps: Steps = field(init=False)
 
@@ -63,9 +68,10 @@ class Worker:
         self._status = StatusFollower(self.steps)
         log.info("worker_started", worker=self.owner)
         while not self.stopping.is_set():
+            seen = self.due.generation if self.due is not None else 0
             row = await self.repo.claim(self.owner, self.settings.lease_s)
             if row is None:
-                if await sleep_or_stop(self.stopping, self.settings.claim_idle_s):
+                if await self._idle(seen):
                     return
                 continue
             with structlog.contextvars.bound_contextvars(
@@ -77,6 +83,25 @@ class Worker:
                         await self.work(row)
                 finally:
                     self.metrics.busy_workers.dec()
+
+    async def _idle(self, seen: int) -> bool:
+        """Wait for work: a NOTIFY newer than ``seen``, the earliest deferred post's time, or the poll
+        interval, whichever comes first. True means stop."""
+        wait_s = self.settings.claim_idle_s
+        next_due = await self.repo.next_due_in()
+        if next_due is not None:
+            wait_s = min(wait_s, max(next_due, MIN_IDLE_S))
+        if self.due is None:
+            return await sleep_or_stop(self.stopping, wait_s)
+        woken = asyncio.ensure_future(self.due.wait(seen, wait_s))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({woken, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (woken, stop):
+                waiter.cancel()
+            await asyncio.gather(woken, stop, return_exceptions=True)
+        return self.stopping.is_set()
 
     async def work(self, row: PostRow) -> None:
         """Drive one claimed post until it waits or ends; never raises (the loop must go on)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
@@ -12,9 +13,17 @@ from opentelemetry import trace
 from common.backoff import Backoff
 from common.db import apply_migrations, create_pool
 from common.kafka import Consumer, Producer, TopicSpec, ensure_topics
-from common.outbox import OutboxError, OutboxRelay, enqueue, outbox_ddl, outbox_trace_ddl
+from common.outbox import (
+    OutboxError,
+    OutboxRecord,
+    OutboxRelay,
+    enqueue,
+    enqueue_many,
+    outbox_ddl,
+    outbox_trace_ddl,
+)
 from common.tasks import BackgroundLoops
-from common.tracing import extract_context, tracer
+from common.tracing import context_from_carrier, current_carrier, extract_context, tracer
 from tests.common import closed_loopback_port
 from tests.waiting import wait_for, wait_for_value
 
@@ -216,3 +225,23 @@ async def test_an_event_continues_the_trace_of_the_transaction_that_enqueued_it(
     assert publish.context.span_id == parent.span_id
     assert publish.parent is not None and publish.parent.span_id == change.get_span_context().span_id
     assert "traceparent" not in dict(untraced.headers)
+
+
+async def test_enqueue_many_stores_each_rows_own_trace_context(pool, topic, spans) -> None:
+    """A batch of rows from different requests keeps each row's trace; a row without one takes the
+    trace current at the call, as ``enqueue`` does."""
+    with tracer("test").start_as_current_span("request a") as a:
+        carrier_a = current_carrier()
+    with tracer("test").start_as_current_span("batch") as batch:
+        async with pool.acquire() as conn, conn.transaction():
+            await enqueue_many(
+                conn,
+                SCHEMA,
+                [OutboxRecord(topic, b"k", b"a", (), carrier_a), OutboxRecord(topic, b"k", b"current")],
+            )
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(f"SELECT value, trace_context FROM {SCHEMA}.outbox ORDER BY id")
+    assert [bytes(r["value"]) for r in rows] == [b"a", b"current"]
+    stored = [trace.get_current_span(context_from_carrier(json.loads(r["trace_context"]))) for r in rows]
+    assert stored[0].get_span_context().span_id == a.get_span_context().span_id
+    assert stored[1].get_span_context().span_id == batch.get_span_context().span_id

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from common import events
+from common.event_fields import MAX_JSON_DEPTH
 from common.events import (
     BadEvent,
     EventType,
@@ -116,3 +118,22 @@ def test_checked_in_schemas_match_the_models():
         path = ROOT / "schemas" / name
         assert path.exists(), f"{name} missing: run python -m common.events"
         assert json.loads(path.read_text()) == schema, f"{name} drifted: run python -m common.events"
+
+
+def _nested(depth: int, leaf: object) -> object:
+    value = leaf
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", range(MAX_JSON_DEPTH - 2, MAX_JSON_DEPTH + 3))
+@pytest.mark.parametrize("leaf", [1, "x", "a\x00", "\ud800", [], {}, None, [1], {"a": 1}, {"\x00": 1}])
+def test_the_fast_shape_check_passes_only_what_the_exact_one_passes(
+    depth: int, leaf: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value = _nested(depth, leaf)
+    fast = events._shape_is_fine(value)
+    monkeypatch.setattr(events, "_shape_is_fine", lambda _raw: False)  # the exact, path-naming check
+    exact = events._shape_problem(value)
+    assert fast == (exact is None), (depth, leaf, exact)

@@ -1,6 +1,6 @@
 """Wakes idle workers when a post becomes due: PostgreSQL ``LISTEN`` on ``<schema>_posts_due``.
 
-Migration 0006's trigger sends the notification when a post row becomes due now and unleased, at the
+Migration 0007's trigger sends the notification when a post row becomes due now and unleased, at the
 commit of the transaction that made it so. ``DueSignal.run`` holds one pool connection that listens;
 each notification bumps a generation counter. A worker reads ``generation`` *before* it looks for work
 and, finding none, waits in :meth:`DueSignal.wait` for a newer generation: a notification that arrives
@@ -26,7 +26,7 @@ CHECK_EVERY_S = 5.0
 
 
 def due_channel(schema: str) -> str:
-    """The channel migration 0006's trigger notifies (``TG_TABLE_SCHEMA || '_posts_due'``)."""
+    """The channel migration 0007's trigger notifies (``TG_TABLE_SCHEMA || '_posts_due'``)."""
     return f"{validate_identifier(schema)}_posts_due"
 
 

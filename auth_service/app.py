@@ -63,7 +63,7 @@ from common.kafka import (
     TopicSpec,
     standard_topics,
 )
-from common.kafka_health import KafkaConnectivity
+from common.kafka_health import KafkaConnectivity, public_reason
 from common.kafka_provision import manage_topics_from_env
 from common.kafka_security import security_from_env
 from common.logging import register_dsn_password, register_key_material, register_secret
@@ -72,6 +72,7 @@ from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient
 from common.tracing import configure_tracing
 from common.web import (
+    PublicReason,
     add_health_routes,
     api_key_middleware,
     correlation_middleware,
@@ -275,7 +276,7 @@ def create_app(settings: Settings) -> web.Application:
         """Authentication, TLS, a missing topic: named here (the parts wait for Kafka meanwhile)."""
         problem = app[KAFKA_CHECK].health() or app[TOPICS].health()
         if problem is not None:
-            raise RuntimeError(problem)
+            raise PublicReason(problem, public_reason(problem))
 
     add_routes(app)
     add_health_routes(

@@ -37,6 +37,16 @@ def describe_failure(exc: BaseException, principal: str) -> str:
     return f"Kafka unavailable: {detail}"
 
 
+def public_reason(problem: str) -> str:
+    """Pure: the part of a readiness problem that /readyz may show without auth: the kind of failure
+    and what to check (a user or topic name at most), without the exception text after it."""
+    if problem.startswith("Kafka topic missing"):
+        return problem
+    if problem.startswith("topics not ensured"):
+        return problem.split(", last:", 1)[0]
+    return problem.split(": ", 1)[0]
+
+
 async def connection_error(bootstrap_servers: str, timeout_s: float = 10.0) -> BaseException | None:
     """Why one connection (with SASL and TLS) to the first bootstrap server fails, or ``None``.
 

@@ -88,6 +88,16 @@ def api_key_middleware(api_key: str, protected_prefixes: Iterable[str]) -> Calla
     return middleware
 
 
+class PublicReason(RuntimeError):
+    """A readiness failure with a reason /readyz may show without auth: written by our code from a
+    fixed vocabulary (the kind of failure, a user or topic name, the setting to check), never the
+    exception text, which can carry host names, DSNs or driver internals (that goes to the log)."""
+
+    def __init__(self, detail: str, public_reason: str) -> None:
+        super().__init__(detail)
+        self.public_reason = public_reason
+
+
 def add_health_routes(
     app: web.Application,
     registry: CollectorRegistry,
@@ -104,6 +114,7 @@ def add_health_routes(
 
     async def readyz(_request: web.Request) -> web.Response:
         states: dict[str, str] = {}
+        reasons: dict[str, str] = {}
         for name, check in checks.items():
             try:
                 await check()
@@ -112,13 +123,18 @@ def add_health_routes(
                 # carry host names, DSNs or driver internals.
                 log.warning("readiness_check_failed", check=name, error=f"{type(exc).__name__}: {exc}"[:300])
                 states[name] = "failing"
+                if isinstance(exc, PublicReason):
+                    reasons[name] = exc.public_reason
                 for part in getattr(exc, "parts", ()):  # common.tasks.NotReady names its loops
                     states[f"{name}/{part}"] = "failing"
             else:
                 states[name] = "ok"
         failed = sorted(name for name, state in states.items() if state != "ok")
         if failed:
-            return web.json_response({"status": "not_ready", "failed": failed, "checks": states}, status=503)
+            body: dict[str, object] = {"status": "not_ready", "failed": failed, "checks": states}
+            if reasons:
+                body["reasons"] = reasons
+            return web.json_response(body, status=503)
         return web.json_response({"status": "ready", "checks": states})
 
     app.router.add_get("/healthz", healthz)

@@ -360,7 +360,7 @@ async def test_wrapped_success_with_a_log_id_header_fallback(
             {
                 "data": {
                     "publish_id": "v_pub_file~v2-1.7123456789012345678",
-                    "upload_url": "https://u/video/?a=1",
+                    "upload_url": "https://open-upload.tiktokapis.com/video/?a=1",
                 },
                 "error": {"code": "ok", "message": ""},
             }

@@ -9,6 +9,7 @@ import pytest
 
 from common.errors import ConfigError
 from common.kafka import TopicSpec
+from common.kafka_health import public_reason
 from common.kafka_provision import TopicChange, plan_topic
 from common.kafka_security import SaslMechanism, SecurityProtocol, parse_security
 
@@ -180,3 +181,36 @@ def test_a_process_with_a_contradictory_combination_stops_at_start_naming_the_va
     )  # fmt: skip
     assert result.returncode == 4  # a configuration error
     assert "KAFKA_SASL_USERNAME" in " ".join((result.stdout + result.stderr).split())
+
+
+@pytest.mark.parametrize(
+    ("problem", "public"),
+    [
+        (
+            "Kafka authentication failed as User:auth-service (check KAFKA_SASL_USERNAME/"
+            "KAFKA_SASL_PASSWORD): KafkaError: SaslAuthenticationFailed host 10.1.2.3",
+            "Kafka authentication failed as User:auth-service (check KAFKA_SASL_USERNAME/"
+            "KAFKA_SASL_PASSWORD)",
+        ),
+        (
+            "Kafka TLS handshake failed (check KAFKA_SSL_CAFILE and the broker certificate): SSLError: x",
+            "Kafka TLS handshake failed (check KAFKA_SSL_CAFILE and the broker certificate)",
+        ),
+        (
+            "Kafka unavailable: OSError: [Errno 111] Connect call failed ('10.0.0.1', 9092)",
+            "Kafka unavailable",
+        ),
+        (
+            "Kafka topic missing (or not visible to this user): p.tiktok.accounts; create it with "
+            "`tiktok-pipeline create-topics` or set KAFKA_MANAGE_TOPICS=true",
+            "Kafka topic missing (or not visible to this user): p.tiktok.accounts; create it with "
+            "`tiktok-pipeline create-topics` or set KAFKA_MANAGE_TOPICS=true",
+        ),
+        (
+            "topics not ensured after 3 tries, last: KafkaError: broker at 10.0.0.1",
+            "topics not ensured after 3 tries",
+        ),
+    ],
+)
+def test_readyz_shows_the_kind_of_kafka_failure_never_the_exception_text(problem: str, public: str) -> None:
+    assert public_reason(problem) == public

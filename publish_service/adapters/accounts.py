@@ -116,22 +116,23 @@ class Accounts:
         found = await db.fetchval(f"SELECT true FROM {self._s}.accounts WHERE account_id = $1", account_id)
         return bool(found)
 
-    async def relay_authorization_removed(self, db: Connection, open_id: str) -> list[str]:
-        """Tell auth_service that TikTok says this creator removed the app (it forgets the account);
-        the accounts it concerns."""
-        async with db.transaction():
-            rows = await db.fetch(
-                f"SELECT account_id, token_version FROM {self._s}.accounts WHERE open_id = $1", open_id
+    async def of_open_id(self, db: Executor, open_id: str) -> list[tuple[str, int]]:
+        """The accounts (id, token version) this service knows for a TikTok user."""
+        rows = await db.fetch(
+            f"SELECT account_id, token_version FROM {self._s}.accounts WHERE open_id = $1", open_id
+        )
+        return [(r["account_id"], r["token_version"]) for r in rows]
+
+    async def relay_authorization_removed(self, db: Connection, accounts: list[tuple[str, int]]) -> None:
+        """Tell auth_service that TikTok says this creator removed the app (it forgets the account)."""
+        for account_id, token_version in accounts:
+            data = RefreshRequestedData(
+                account_id=account_id,
+                reason=AUTHORIZATION_REMOVED,
+                seen_token_version=token_version if token_version >= 0 else None,
             )
-            for r in rows:
-                data = RefreshRequestedData(
-                    account_id=r["account_id"],
-                    reason=AUTHORIZATION_REMOVED,
-                    seen_token_version=r["token_version"] if r["token_version"] >= 0 else None,
-                )
-                value, headers = encode(EventType.refresh_requested, data)
-                await enqueue(db, self._s, self._refresh_topic, r["account_id"], value, headers)
-        return [r["account_id"] for r in rows]
+            value, headers = encode(EventType.refresh_requested, data)
+            await enqueue(db, self._s, self._refresh_topic, account_id, value, headers)
 
     async def known_of(self, db: Executor, account_ids: set[str]) -> set[str]:
         """Which of ``account_ids`` this service has heard of (one query for a batch)."""

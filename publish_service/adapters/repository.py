@@ -217,9 +217,18 @@ class Repository:
     async def first_delivery(self, dedupe_key: str) -> bool:
         return await self.receipts.first_delivery(self._pool, dedupe_key)
 
-    async def relay_authorization_removed(self, open_id: str) -> list[str]:
-        async with self._connection() as conn:
-            return await self.accounts.relay_authorization_removed(conn, open_id)
+    async def relay_authorization_removed(self, open_id: str, dedupe_key: str) -> list[str] | None:
+        """The accounts told; ``None`` for a delivery already relayed. The receipt is kept only with a
+        relay (one transaction): a removal that overtakes the account's connect event is not marked
+        seen, so TikTok's redelivery finds the account."""
+        async with self._connection() as conn, conn.transaction():
+            accounts = await self.accounts.of_open_id(conn, open_id)
+            if not accounts:
+                return []
+            if not await self.receipts.first_delivery(conn, dedupe_key):
+                return None
+            await self.accounts.relay_authorization_removed(conn, accounts)
+            return [account_id for account_id, _ in accounts]
 
     async def prune_webhook_receipts(self, keep_s: float) -> int:
         return await self.receipts.prune(self._pool, keep_s)

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from common.errors import InvalidInput
+from common.errors import InvalidInput, TransientError
 from common.events import BadEvent, PostState, parse_json
 from common.tiktok.webhooks import (
     NO_LONGER_PUBLICLY_AVAILABLE,
@@ -152,11 +152,20 @@ class WebhookHandler:
         ``revoked`` with a token tombstone; posts for it then fail with ``account_revoked``."""
         if not hook.user_openid:
             raise InvalidInput("authorization.removed without a user_openid")
-        if not await self.repo.first_delivery(hook.dedupe_key):
+        accounts = await self.repo.relay_authorization_removed(hook.user_openid, hook.dedupe_key)
+        if accounts is None:
             return self._count("duplicate")
-        accounts = await self.repo.relay_authorization_removed(hook.user_openid)
+        if not accounts:
+            # Not heard of yet: the removal may have overtaken the account's connect event. Answering
+            # non-200 makes TikTok deliver it again (spec §8, for up to 72 h) instead of it being lost.
+            self._count("unknown_account")
+            log.warning("webhook_authorization_removed_unknown_account", reason=hook.content.get("reason"))
+            raise TransientError(
+                "authorization.removed for a TikTok user no account is known for yet; deliver it again",
+                code="account_not_known_yet",
+            )
         log.info("webhook_authorization_removed", accounts=accounts, reason=hook.content.get("reason"))
-        return self._count("authorization_removed" if accounts else "unknown_account")
+        return self._count("authorization_removed")
 
     async def _adopt(self, hook: Webhook, publish_id: str) -> PostRow | None:
         """A PULL_FROM_URL init whose answer was lost did apply: TikTok now names its publish_id.

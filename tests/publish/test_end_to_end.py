@@ -268,3 +268,56 @@ async def test_a_post_that_overtakes_its_account_connect_event_waits_for_it_and_
         published = await harness.wait_state(post_id, "published")
     assert "rejected" not in harness.log.states(post_id)
     assert (await harness.sandbox.control.post(published.publish_id or ""))["sha256"] == video.sha256
+
+
+async def test_an_authorization_removed_that_overtakes_the_connect_is_redelivered_not_lost(
+    harness: Harness,
+) -> None:
+    """TikTok may deliver ``authorization.removed`` before this service has read the account's connect
+    event. That delivery is answered 503 and not marked seen, so TikTok's redelivery (spec §8) reaches
+    auth_service once the account is known; a third delivery is a duplicate."""
+    import json
+    import time
+
+    import aiohttp
+
+    from common.tiktok.webhooks import sign
+
+    issued = await harness.sandbox.control.issue_token(harness.tiktok_app.client_key, "alice")
+    hook = json.dumps(
+        {
+            "client_key": harness.tiktok_app.client_key,
+            "event": "authorization.removed",
+            "create_time": int(time.time()),
+            "user_openid": issued.open_id,
+            "content": json.dumps({"reason": 1}),
+        }
+    ).encode()
+
+    def signed() -> dict[str, str]:
+        return {"TikTok-Signature": sign(hook, harness.tiktok_app.client_secret, int(time.time()))}
+
+    async with running_service(harness.settings()) as base, aiohttp.ClientSession() as http:
+        url = f"{base}/v1/webhooks/tiktok"
+        async with http.post(url, data=hook, headers=signed()) as r:
+            assert r.status == 503, await r.text()
+            assert (await r.json())["error"]["code"] == "account_not_known_yet"
+        await harness.connect_account("acc-1", "alice")
+        assert harness.open_ids["acc-1"] == issued.open_id
+
+        async def redelivered() -> str | None:
+            async with http.post(url, data=hook, headers=signed()) as r:
+                return str((await r.json())["outcome"]) if r.status == 200 else None
+
+        assert await wait_for(redelivered, 30, 0.2, description="a redelivery once the account is known") == (
+            "authorization_removed"
+        )
+        async with http.post(url, data=hook, headers=signed()) as r:
+            assert (await r.json())["outcome"] == "duplicate"
+        await wait_for(
+            lambda: [e for e in harness.log.refresh if e.reason == "authorization_removed"],
+            30,
+            description="the removal relayed to auth_service",
+        )
+    relayed = [e for e in harness.log.refresh if e.reason == "authorization_removed"]
+    assert [e.account_id for e in relayed] == ["acc-1"]

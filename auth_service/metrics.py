@@ -49,13 +49,13 @@ class Metrics:
                 buckets=_SECONDS,
             ),
             connects=Counter(
-                "auth_oauth_callbacks",
+                "tiktok_auth_oauth_callbacks",
                 "OAuth callbacks by outcome (connected or an error code)",
                 ["outcome"],
                 registry=registry,
             ),
             refresh_requests=Counter(
-                "auth_refresh_requests",
+                "tiktok_auth_refresh_requests",
                 "tiktok.token.refresh-requested events by outcome (refreshed, skipped)",
                 ["outcome"],
                 registry=registry,

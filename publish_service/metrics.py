@@ -16,26 +16,28 @@ class Metrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.requests = Counter(
-            "publish_requests_total", "Post requests consumed, by outcome", ["outcome"], registry=r
+            "tiktok_publish_requests_total", "Post requests consumed, by outcome", ["outcome"], registry=r
         )
         self.finished = Counter(
-            "publish_posts_finished_total", "Posts that reached an end state", ["state"], registry=r
+            "tiktok_publish_posts_finished_total", "Posts that reached an end state", ["state"], registry=r
         )
         self.deferred = Counter(
-            "publish_deferred_total", "Steps given back to wait, by reason", ["reason"], registry=r
+            "tiktok_publish_deferred_total", "Steps given back to wait, by reason", ["reason"], registry=r
         )
         self.tiktok_errors = Counter(
-            "publish_tiktok_errors_total", "TikTok error answers", ["endpoint", "code"], registry=r
+            "tiktok_publish_api_errors_total", "TikTok error answers", ["endpoint", "code"], registry=r
         )
         self.rate_waits = Counter(
-            "publish_rate_window_waits_total",
+            "tiktok_publish_rate_window_waits_total",
             "Calls held back by our per-token window",
             ["endpoint"],
             registry=r,
         )
-        self.inits = Counter("publish_inits_total", "Init calls that succeeded", ["source"], registry=r)
+        self.inits = Counter(
+            "tiktok_publish_inits_total", "Init calls that succeeded", ["source"], registry=r
+        )
         self.reinits = Counter(
-            "publish_reinits_total", "New inits after an upload URL stopped working", registry=r
+            "tiktok_publish_reinits_total", "New inits after an upload URL stopped working", registry=r
         )
         # The dashboard's names (deploy/grafana): shared with auth_service where the concept is shared.
         self.shared = SharedMetrics.create(r)
@@ -53,18 +55,21 @@ class Metrics:
             self.chunk_retries.labels(cause)
         self.bytes_sent = Counter("tiktok_upload_bytes", "Video bytes TikTok acknowledged", registry=r)
         self.webhooks = Counter(
-            "publish_webhooks_total", "Webhook deliveries by outcome", ["outcome"], registry=r
+            "tiktok_publish_webhooks_total", "Webhook deliveries by outcome", ["outcome"], registry=r
         )
-        self.busy_workers = Gauge("publish_workers_busy", "Workers working on a post", registry=r)
-        self.workers = Gauge("publish_workers", "Workers this replica runs", registry=r)
+        self.busy_workers = Gauge("tiktok_publish_workers_busy", "Workers working on a post", registry=r)
+        self.workers = Gauge("tiktok_publish_workers", "Workers this replica runs", registry=r)
         self.post_errors = Counter(
-            "publish_post_errors",
+            "tiktok_publish_post_errors",
             "Posts that ended failed or rejected, by state and error code (a TikTok code or ours)",
             ["state", "code"],
             registry=r,
         )
         self.dead_letters = Counter(
-            "publish_dead_letters", "Requests sent to the dead-letter topic, by code", ["code"], registry=r
+            "tiktok_publish_dead_letters",
+            "Requests sent to the dead-letter topic, by code",
+            ["code"],
+            registry=r,
         )
         self.oldest_in_state = Gauge(
             "tiktok_posts_oldest_in_state_seconds",

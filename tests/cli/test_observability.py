@@ -65,7 +65,7 @@ TARGET_LABELS = {"namespace", "job", "instance", "pod", "container", "service_na
 SCRAPE_SERIES = {"up"}
 # Families labelled by TikTok's own error codes: no series until TikTok answers with an error, which
 # a clean publish and a rejection by us never cause. For these the family must be declared (# TYPE).
-OPEN_ENDED = {"publish_tiktok_errors_total"}
+OPEN_ENDED = {"tiktok_publish_api_errors_total"}
 METRIC = re.compile(r"\b((?:tiktok|publish|auth|process|python)_[a-z_]+|up)\b(\{[^}]*\})?")
 MATCHER = re.compile(r"(\w+)\s*(?:=~|!~|!=|=)")
 GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")

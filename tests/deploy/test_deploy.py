@@ -671,9 +671,9 @@ def test_the_dashboard_works_without_a_namespace_label() -> None:
     assert namespace["current"]["value"] == ["$__all"]
     text = json.dumps(dashboard)
     panels = (
-        "publish_post_errors_total",
-        "publish_dead_letters_total",
-        "publish_workers_busy",
+        "tiktok_publish_post_errors_total",
+        "tiktok_publish_dead_letters_total",
+        "tiktok_publish_workers_busy",
         "tiktok_posts_oldest_in_state_seconds",
         "tiktok_token_refreshes_total",
         "tiktok_outbox_backlog",

@@ -41,7 +41,7 @@ def sandbox_config(tmp_path: Path) -> SandboxConfig:
 async def _published_by(base: str) -> float:
     async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as r:
         text = await r.text()
-    match = re.search(r'^publish_posts_finished_total\{state="published"\} (\S+)$', text, re.M)
+    match = re.search(r'^tiktok_publish_posts_finished_total\{state="published"\} (\S+)$', text, re.M)
     return float(match.group(1)) if match else 0.0
 
 

@@ -1,19 +1,27 @@
-"""One post, one trace: OTLP/HTTP export from the real service processes to a receiver in the test.
+"""One post, one trace: OTLP/HTTP export from the real service processes, read back from two receivers.
 
-The receiver is a loopback aiohttp server that decodes opentelemetry-proto's
-``ExportTraceServiceRequest`` (what Jaeger, Tempo or an OpenTelemetry Collector accept on
-``/v1/traces``); CI uses it instead of building Jaeger (README, "Tracing"). The upstream producer is
-this test, exporting its own span to the same receiver under another service name.
+- ``jaeger``: a real Jaeger (v2 backend, in-memory storage, OTLP/HTTP in) built from the Go module
+  proxy by ``scripts/tools/jaeger.sh`` and cached; the trace is read back from its query API
+  (``/api/traces/{id}``), as an SRE's Jaeger UI reads it.
+- ``loopback``: an aiohttp server in the test that decodes opentelemetry-proto's
+  ``ExportTraceServiceRequest`` (what Jaeger, Tempo or an OpenTelemetry Collector accept on
+  ``/v1/traces``) and keeps every attribute, so nothing a backend drops can hide a missing span.
+
+The upstream producer is this test, exporting its own span to the same receiver under another
+service name. Both receivers get the same assertions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -50,7 +58,20 @@ class Span:
     attributes: dict[str, str]
 
 
-class Receiver:
+# OTLP's SpanKind numbers, which Jaeger's API names in the ``span.kind`` tag.
+KINDS = {"internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Receiver(Protocol):
+    endpoint: str
+
+    async def trace(self, trace_id: str) -> list[Span]: ...
+
+    async def service_spans(self, service: str) -> list[Span]: ...
+
+
+class Loopback:
     """A minimal OTLP/HTTP traces endpoint (protobuf), keeping every span it is sent."""
 
     def __init__(self) -> None:
@@ -80,8 +101,122 @@ class Receiver:
         body = ExportTraceServiceResponse().SerializeToString()
         return web.Response(body=body, content_type="application/x-protobuf")
 
-    def trace(self, trace_id: str) -> list[Span]:
+    async def trace(self, trace_id: str) -> list[Span]:
         return [s for s in self.spans if s.trace_id == trace_id]
+
+    async def service_spans(self, service: str) -> list[Span]:
+        return [s for s in self.spans if s.service == service]
+
+
+class Jaeger:
+    """A Jaeger process on free loopback ports: OTLP/HTTP in, its query API out."""
+
+    def __init__(self, binary: str, work: Path) -> None:
+        self.binary = binary
+        self.work = work
+        otlp, self.query_port, grpc = free_port(), free_port(), free_port()
+        self.endpoint = f"http://127.0.0.1:{otlp}"
+        self.query = f"http://127.0.0.1:{self.query_port}"
+        self.config = work / "jaeger.yaml"
+        self.config.write_text(JAEGER_CONFIG.format(otlp=otlp, query=self.query_port, grpc=grpc))
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        log = (self.work / "jaeger.log").open("wb")
+        self.process = await asyncio.create_subprocess_exec(
+            self.binary, "--config", f"file:{self.config}", stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+        async def ready() -> bool:
+            assert self.process is not None and self.process.returncode is None, (
+                self.work / "jaeger.log"
+            ).read_text()[-2000:]
+            return await self._get("/api/services") is not None
+
+        await wait_for(ready, timeout=60, description="Jaeger's query API", ignore=(aiohttp.ClientError,))
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+    async def _get(self, path: str) -> Any:
+        async with aiohttp.ClientSession() as session, session.get(self.query + path) as response:
+            if response.status == 404:
+                return None
+            response.raise_for_status()
+            return await response.json()
+
+    async def trace(self, trace_id: str) -> list[Span]:
+        body = await self._get(f"/api/traces/{trace_id}")
+        return [span for t in (body or {}).get("data") or [] for span in _jaeger_spans(t)]
+
+    async def service_spans(self, service: str) -> list[Span]:
+        body = await self._get(f"/api/traces?service={service}&limit=100&lookback=1h")
+        return [span for t in (body or {}).get("data") or [] for span in _jaeger_spans(t)]
+
+
+def _jaeger_spans(trace: dict[str, Any]) -> list[Span]:
+    services = {pid: p["serviceName"] for pid, p in trace.get("processes", {}).items()}
+    spans = []
+    for s in trace.get("spans", []):
+        tags = {t["key"]: str(t["value"]) for t in s.get("tags", [])}
+        parents = [r["spanID"] for r in s.get("references", []) if r.get("refType") == "CHILD_OF"]
+        spans.append(
+            Span(
+                services.get(s["processID"], ""),
+                s["traceID"].rjust(32, "0"),
+                s["spanID"].rjust(16, "0"),
+                parents[0].rjust(16, "0") if parents else "",
+                s["operationName"],
+                KINDS.get(tags.get("span.kind", "internal"), 1),
+                tags,
+            )
+        )
+    return spans
+
+
+# Jaeger v2 is an OpenTelemetry Collector: OTLP/HTTP in, in-memory storage, the query API; nothing else
+# listens, and all of it on loopback.
+JAEGER_CONFIG = """
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: warn
+extensions:
+  jaeger_query:
+    storage:
+      traces: memstore
+    http:
+      endpoint: 127.0.0.1:{query}
+    grpc:
+      endpoint: 127.0.0.1:{grpc}
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: 10000
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{otlp}
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+"""
 
 
 def _value(value: object) -> str:
@@ -89,9 +224,25 @@ def _value(value: object) -> str:
     return str(getattr(value, kind)) if kind else ""
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def receiver() -> AsyncIterator[Receiver]:
-    found = Receiver()
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["jaeger", "loopback"])
+async def receiver(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Receiver]:
+    if request.param == "jaeger":
+        # Built once per machine (about 8 minutes fresh; `make test` builds it before the suite).
+        built = await asyncio.create_subprocess_exec(
+            str(ROOT / "scripts" / "tools" / "jaeger.sh"), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+        out, _ = await built.communicate()
+        assert built.returncode == 0, "scripts/tools/jaeger.sh could not provide Jaeger"
+        jaeger = Jaeger(out.decode().strip(), tmp_path_factory.mktemp("jaeger"))
+        await jaeger.start()
+        try:
+            yield jaeger
+        finally:
+            await jaeger.stop()
+        return
+    found = Loopback()
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/traces", found.export)
     runner = web.AppRunner(app)
@@ -127,6 +278,10 @@ async def _video(path: Path) -> None:
     assert await process.wait() == 0
 
 
+def _url(span: Span) -> str:
+    return span.attributes.get("url.full") or span.attributes.get("http.url") or ""
+
+
 def _ancestors(span: Span, by_id: dict[str, Span]) -> list[str]:
     names = []
     current = by_id.get(span.parent_id)
@@ -158,7 +313,9 @@ async def test_one_post_is_one_trace_from_the_producer_through_publish_service(
 
     # The upstream producer: its own tracer provider and service name, exporting to the receiver.
     provider = TracerProvider(resource=Resource.create({"service.name": "upstream-producer"}))
-    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces")))
+    provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces"))
+    )
     value, headers = encode(EventType.post_requested, request, correlation_id=post_id)
     with provider.get_tracer("test").start_as_current_span("request a post", kind=SpanKind.PRODUCER) as span:
         carrier: dict[str, str] = {}
@@ -173,14 +330,14 @@ async def test_one_post_is_one_trace_from_the_producer_through_publish_service(
     timeline = await follow_post(pipeline.kafka, pipeline.prefix + TOPIC_POST_STATUS, post_id, within=180)
     assert timeline.last is not None and timeline.last.state == "published", timeline.last
 
-    def complete() -> bool:
-        names = {s.name for s in receiver.trace(trace_id)}
+    async def complete() -> bool:
+        names = {s.name for s in await receiver.trace(trace_id)}
         return {"request a post", "post uploading", "post processing"} <= names and any(
             n.endswith(f"{TOPIC_POST_STATUS} publish") for n in names
         )
 
     await wait_for(complete, timeout=30, description="the post's spans at the receiver")
-    spans = receiver.trace(trace_id)
+    spans = await receiver.trace(trace_id)
     by_id = {s.span_id: s for s in spans}
     assert {s.service for s in spans} >= {"upstream-producer", "publish_service"}
     names = [s.name for s in spans if s.service == "publish_service"]
@@ -199,6 +356,9 @@ async def test_one_post_is_one_trace_from_the_producer_through_publish_service(
     puts = http("PUT")
     assert puts, "no chunk PUT in the trace"
     assert all("post uploading" in _ancestors(s, by_id) for s in puts)  # inside the upload step
+    # The ranged S3 reads each chunk streams from (aiobotocore speaks S3 through aiohttp's client).
+    reads = [s for s in http("GET") if f"/{pipeline.bucket}/{key}" in _url(s)]
+    assert any("post uploading" in _ancestors(s, by_id) for s in reads), [_url(s) for s in http("GET")]
     polls = [s for s in http("POST") if "post processing" in _ancestors(s, by_id)]
     assert polls, "no status poll in the trace"
     # The status events the post caused continue the trace too (the outbox carried its context).
@@ -209,5 +369,5 @@ async def test_one_post_is_one_trace_from_the_producer_through_publish_service(
     assert root.service == "upstream-producer"
     assert root.parent_id == ""  # no parent: the trace starts at the producer
     # Connecting the creator (before the post) was auth_service's own trace, served over HTTP.
-    connect = [s for s in receiver.spans if s.service == "auth_service" and s.kind == 2]  # SERVER
+    connect = [s for s in await receiver.service_spans("auth_service") if s.kind == 2]  # SERVER
     assert connect and all(s.trace_id != trace_id for s in connect)

@@ -12,6 +12,7 @@
 #   make typecheck      mypy (configuration in pyproject.toml)
 #   make compose-check  validate docker-compose.yml without a Docker engine
 #   make deploy-check   lint the Helm chart, render it and the overlays, validate them offline
+#   make jaeger         build Jaeger for the tracing test (once; cached under ~/.cache/tiktok-pipeline)
 #   make test           everything above, then the test suite against the stack, then image-test
 #   make test-fast      only pytest, against the running stack (no install, no lint)
 #   make demo           the main job end to end: stack, sandbox, both services, OAuth, a video published
@@ -41,7 +42,7 @@ IMAGE ?= localhost/tiktok-pipeline:dev
 
 .PHONY: help install system-deps python-deps kafka-jars node-deps stack-up stack-up-secure stack-down stack-status \
 	stack-env lint typecheck compose-check deploy-check test test-fast clean-stack demo bench soak \
-	lock image image-test up down
+	lock image image-test up down jaeger
 
 help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -106,7 +107,12 @@ compose-check: python-deps
 deploy-check: python-deps
 	scripts/deploy-check.sh
 
-test: install stack-up lint typecheck compose-check deploy-check
+# Jaeger v2 (OTLP in, in-memory storage) for tests/tracing/test_otlp_trace.py, built from the Go module
+# proxy on first use (about 8 minutes fresh) and cached by version.
+jaeger:
+	scripts/tools/jaeger.sh >/dev/null
+
+test: install stack-up lint typecheck compose-check deploy-check jaeger
 	source $(STACK_ENV) && $(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) image-test
 

@@ -122,11 +122,11 @@ class Jaeger:
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        log = (self.work / "jaeger.log").open("wb")
-        self.process = await asyncio.create_subprocess_exec(
-            self.binary, "--config", f"file:{self.config}", stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        with (self.work / "jaeger.log").open("wb") as log:  # the child keeps its own descriptor
+            self.process = await asyncio.create_subprocess_exec(
+                self.binary, "--config", f"file:{self.config}", stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
 
         async def ready() -> bool:
             assert self.process is not None and self.process.returncode is None, (

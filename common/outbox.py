@@ -171,18 +171,21 @@ async def enqueue_many(
     keys, headers = zip(*(_checked(conn, schema, r, max_record_bytes) for r in records), strict=True)
     current = current_carrier()
     traces = [r.trace_context if r.trace_context is not None else current for r in records]
+    # One round trip: the rows and one notification for the relay (a data-modifying WITH runs once,
+    # whether or not the SELECT reads it; the notification is delivered at commit, not on rollback).
     await conn.execute(
-        f"INSERT INTO {schema}.outbox (topic, key, value, headers, trace_context)"
+        f"WITH added AS (INSERT INTO {schema}.outbox (topic, key, value, headers, trace_context)"
         " SELECT u.topic, u.key, u.value, u.headers::jsonb, u.trace::jsonb"
         " FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[], $5::text[])"
-        " WITH ORDINALITY AS u(topic, key, value, headers, trace, n) ORDER BY u.n",
+        " WITH ORDINALITY AS u(topic, key, value, headers, trace, n) ORDER BY u.n)"
+        " SELECT pg_notify($6, '')",
         [r.topic for r in records],
         list(keys),
         [r.value for r in records],
         list(headers),
         [json.dumps(dict(t)) if t else None for t in traces],
+        notify_channel(schema),
     )
-    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
 
 
 class OutboxRelay:

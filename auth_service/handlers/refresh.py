@@ -263,8 +263,7 @@ class Refresher:
                     if account is None:
                         log.info("refresh_stale", token_version=claim.token_version)
                         return "stale"
-                    await tx.emit_account(EventType.account_refreshed, account)
-                    await tx.emit_access_token(account, grant.access_token)
+                    await tx.emit_refreshed(account, grant.access_token)
             except Exception as exc:
                 if not is_retriable(exc):
                     raise

@@ -6,7 +6,7 @@ from auth_service.adapters.postgres.base import TxBase
 from auth_service.domain.account import Account
 from common.events import AccessTokenData, AccountData, AccountStatus, EventType, encode
 from common.kafka import TOPIC_ACCESS_TOKENS, TOPIC_ACCOUNTS
-from common.outbox import enqueue
+from common.outbox import OutboxRecord, enqueue, enqueue_many
 
 
 def account_data(account: Account, reason: str | None = None) -> AccountData:
@@ -37,9 +37,26 @@ class EventsTx(TxBase):
 
     async def emit_access_token(self, account: Account, access_token: str) -> None:
         """The current access token, sealed with the transport key (refresh tokens never leave)."""
+        await self._emit(
+            TOPIC_ACCESS_TOKENS, account.id, EventType.access_token, self._token(account, access_token)
+        )
+
+    async def emit_refreshed(self, account: Account, access_token: str) -> None:
+        """``account.refreshed`` and the new access token, in that order, in one statement (the
+        refresh loop's hot path: one round trip fewer per refresh than two ``_emit`` calls)."""
+        records = []
+        for topic, event_type, data in (
+            (TOPIC_ACCOUNTS, EventType.account_refreshed, account_data(account)),
+            (TOPIC_ACCESS_TOKENS, EventType.access_token, self._token(account, access_token)),
+        ):
+            value, headers = encode(event_type, data, correlation_id=self.correlation_id)
+            records.append(OutboxRecord(self._prefix + topic, account.id, value, headers))
+        await enqueue_many(self.conn, self._s, records)
+
+    def _token(self, account: Account, access_token: str) -> AccessTokenData:
         if account.access_expires_at is None:  # every stored account has one; the type allows None
             raise ValueError("an account without an access token expiry has no token to announce")
-        data = AccessTokenData(
+        return AccessTokenData(
             account_id=account.id,
             open_id=account.open_id,
             scopes=list(account.scopes),
@@ -49,7 +66,6 @@ class EventsTx(TxBase):
                 access_token, account_id=account.id, token_version=account.token_version
             ),
         )
-        await self._emit(TOPIC_ACCESS_TOKENS, account.id, EventType.access_token, data)
 
     async def emit_access_token_tombstone(self, account_id: str) -> None:
         """A null value: compaction then drops the account's token from the topic."""

@@ -24,25 +24,29 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from plain_copy import Copied, Sink, copy_objects, verify  # noqa: E402
+
 from common.kafka import standard_topics  # noqa: E402
+from common.s3 import ObjectStore  # noqa: E402
 from tests.conftest import (  # noqa: E402
     StackEndpoints,
     _parse_env_file,
     create_test_database,
     drop_test_database,
 )
-from tests.publish.harness import Harness, make_video, new_transport_key  # noqa: E402
+from tests.publish.harness import Harness, Uploaded, make_video, new_transport_key  # noqa: E402
 from tests.publish.payloads import post_request  # noqa: E402
 from tiktok_sandbox.config import SandboxConfig  # noqa: E402
 from tiktok_sandbox.testing import run_sandbox  # noqa: E402
 
 MB = 1000 * 1000
+MIB = 1024 * 1024
 
 
 def stack() -> StackEndpoints:
@@ -75,71 +79,126 @@ async def sample_peak(pid: int, stop: asyncio.Event) -> int:
     return peak
 
 
-async def main(sizes_mb: list[int], chunk_mib: int) -> None:
+@contextlib.asynccontextmanager
+async def service(
+    h: Harness, work: Path, workers: int, chunk_mib: int
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """publish_service as its own process with ``workers`` workers, stopped on leaving."""
+    env = {**os.environ, **h.env(PUBLISH_WORKERS=str(workers), PUBLISH_CHUNK_SIZE=str(chunk_mib * MIB),
+                                 LOG_LEVEL="WARNING")}  # fmt: skip
+    with (work / "service.log").open("ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "publish_service"], env=env, cwd=ROOT,
+                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        await asyncio.sleep(3)  # settle before the idle RSS is read
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(30)
+
+
+async def upload(h: Harness, posts: list[tuple[str, str, Uploaded]], pid: int) -> tuple[float, int]:
+    """Request every ``(post_id, account_id, video)`` at once; the seconds from the first ``uploading``
+    to the last ``processing`` (the service's own stamps) and the peak RSS (KiB) meanwhile. Checks
+    the bytes TikTok got, then waits for each post to be published and deletes the sandbox's copy."""
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_peak(pid, stop))
+    for post_id, account_id, video in posts:
+        await h.request_post(post_request(post_id, video.uri, account_id=account_id))
+    starts, ends = [], []
+    for post_id, _, _ in posts:
+        uploading = await h.wait_state(post_id, "uploading", timeout=300)
+        starts.append(h.log.occurred_at[(post_id, uploading.seq)])
+    done = {}
+    for post_id, _, _ in posts:
+        done[post_id] = await h.wait_state(post_id, "processing", timeout=1800)
+        ends.append(h.log.occurred_at[(post_id, done[post_id].seq)])
+    stop.set()
+    peak = await sampler
+    for post_id, _, video in posts:
+        posted = await h.sandbox.control.post(done[post_id].publish_id or "")
+        if posted["sha256"] != video.sha256:
+            raise SystemExit(f"bytes at the sandbox differ for {post_id}")
+        await h.wait_state(post_id, "published", timeout=600)
+        for f in posted["files"]:
+            with contextlib.suppress(OSError):
+                Path(f["path"]).unlink()
+    return (max(ends) - min(starts)).total_seconds(), peak
+
+
+async def plain(h: Harness, sink: Sink, videos: list[Uploaded], chunk_mib: int, run: str) -> Copied:
+    objects = [(v.uri.split("/", 3)[3], v.size) for v in videos]
+    copied = await copy_objects(h.store, sink, h.bucket, objects, chunk_mib * MIB, run)
+    await verify(sink, run, [(v.size, v.sha256) for v in videos])
+    return copied
+
+
+def say(label: str, rate: float, copied: Copied) -> None:
+    print(f"  {label}: service {rate:.0f} MB/s, plain copy {copied.mb_per_s:.0f} MB/s", flush=True)
+
+
+async def main(sizes_mb: list[int], concurrent: int, concurrent_size_mb: int, chunk_mib: int) -> None:
     endpoints = stack()
     database_url = await create_test_database(endpoints.database_url)
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
     work = Path(tempfile.mkdtemp(prefix="publish-bench-"))
-    async with run_sandbox(SandboxConfig(data_dir=str(work / "sandbox"), processing_min_s=0.5)) as sandbox:
+    config = SandboxConfig(data_dir=str(work / "sandbox"), processing_min_s=0.5)
+    async with run_sandbox(config) as sandbox, Sink() as sink:
         tiktok_app = await sandbox.control.create_app()
-        await sandbox.control.create_creator("bench", max_video_post_duration_sec=600)
         h = Harness(
             stack=endpoints, database_url=database_url, topic_prefix=prefix, bucket=bucket, sandbox=sandbox,
             tiktok_app=tiktok_app, transport_key=new_transport_key(),
         )  # fmt: skip
+        h.store = ObjectStore(
+            endpoint_url=endpoints.s3_endpoint_url, access_key_id=endpoints.s3_access_key_id,
+            secret_access_key=endpoints.s3_secret_access_key, region=endpoints.s3_region,
+            max_pool_connections=max(20, concurrent * 2),
+        )  # fmt: skip
         await h.start()
         await h.store.client.create_bucket(Bucket=bucket)
-        process: subprocess.Popen[bytes] | None = None
         try:
-            await h.connect_account("bench-acc", "bench")
+            accounts = [f"bench-{i}" for i in range(max(1, concurrent))]
+            for account in accounts:
+                await sandbox.control.create_creator(account, max_video_post_duration_sec=600)
+                await h.connect_account(account, account)
             header = make_video(work / "header.mp4")
-            videos = []
-            for size in sizes_mb:
-                t0 = time.monotonic()
-                videos.append(await h.put_padded_video(f"v{size}.mp4", header, size * MB))
-                print(f"staged {size} MB in S3 in {time.monotonic() - t0:.1f} s", flush=True)
-            env = {**os.environ, **h.env(PUBLISH_WORKERS="1", PUBLISH_CHUNK_SIZE=str(chunk_mib * 1024 * 1024),
-                                         LOG_LEVEL="WARNING")}  # fmt: skip
-            with (work / "service.log").open("ab") as log:
-                process = subprocess.Popen([sys.executable, "-m", "publish_service"], env=env, cwd=ROOT,
-                                           stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-            await asyncio.sleep(3)
-            baseline = rss_kib(process.pid)
-            rows: list[tuple[Any, ...]] = []
-            for size, video in zip(sizes_mb, videos, strict=True):
-                post_id = f"bench-{size}"
-                stop = asyncio.Event()
-                sampler = asyncio.create_task(sample_peak(process.pid, stop))
-                await h.request_post(post_request(post_id, video.uri, account_id="bench-acc"))
-                uploading = await h.wait_state(post_id, "uploading", timeout=120)
-                done = await h.wait_state(post_id, "processing", timeout=1800)
-                # Both stamps are taken by the service when it commits the transition.
-                seconds = (
-                    h.log.occurred_at[(post_id, done.seq)] - h.log.occurred_at[(post_id, uploading.seq)]
-                ).total_seconds()
-                stop.set()
-                peak = await sampler
-                posted = await sandbox.control.post(done.publish_id or "")
-                if posted["sha256"] != video.sha256:
-                    raise SystemExit(f"bytes at the sandbox differ for {size} MB")
-                rows.append((size, seconds, video.size / MB / seconds, peak / 1024))
-                await h.wait_state(post_id, "published", timeout=600)
-                for f in posted["files"]:
-                    with contextlib.suppress(OSError):
-                        Path(f["path"]).unlink()
+            t0 = time.monotonic()
+            singles = [await h.put_padded_video(f"v{size}.mp4", header, size * MB) for size in sizes_mb]
+            many = [
+                await h.put_padded_video(f"c{i}.mp4", header, concurrent_size_mb * MB)
+                for i in range(concurrent)
+            ]
+            staged = len(singles) + len(many)
+            print(f"staged {staged} videos in S3 in {time.monotonic() - t0:.0f} s", flush=True)
+
+            rows: list[tuple[str, float, float, float, float]] = []
+            async with service(h, work, 1, chunk_mib) as process:
+                idle = rss_kib(process.pid) / 1024
+                for size, video in zip(sizes_mb, singles, strict=True):
+                    copied = await plain(h, sink, [video], chunk_mib, f"single-{size}")
+                    seconds, peak = await upload(h, [(f"bench-{size}", accounts[0], video)], process.pid)
+                    rate = video.size / MB / seconds
+                    rows.append((f"1 x {size} MB", seconds, rate, rate / copied.mb_per_s, peak / 1024))
+                    say(rows[-1][0], rate, copied)
+            if concurrent:
+                async with service(h, work, concurrent, chunk_mib) as process:
+                    copied = await plain(h, sink, many, chunk_mib, "concurrent")
+                    posts = [(f"bench-c{i}", accounts[i], v) for i, v in enumerate(many)]
+                    seconds, peak = await upload(h, posts, process.pid)
+                    rate = sum(v.size for v in many) / MB / seconds
+                    label = f"{concurrent} x {concurrent_size_mb} MB"
+                    rows.append((label, seconds, rate, rate / copied.mb_per_s, peak / 1024))
+                    say(label, rate, copied)
             print()
-            idle = baseline / 1024
-            print(f"publish_service FILE_UPLOAD, chunk {chunk_mib} MiB, 1 worker; RSS at idle {idle:.0f} MiB")
-            print(f"{'video MB':>9} {'seconds':>8} {'MB/s':>7} {'peak RSS MiB':>13}")
-            for size, seconds, rate, peak_mib in rows:
-                print(f"{size:>9} {seconds:>8.1f} {rate:>7.1f} {peak_mib:>13.0f}")
-            print("bytes verified by SHA-256 at the sandbox for every size")
+            print(f"publish_service FILE_UPLOAD, chunk {chunk_mib} MiB; idle RSS (1 worker) {idle:.0f} MiB")
+            print(f"{'videos':>14} {'seconds':>8} {'MB/s':>7} {'vs plain copy':>14} {'peak RSS MiB':>13}")
+            for label, seconds, rate, ratio, peak_mib in rows:
+                print(f"{label:>14} {seconds:>8.1f} {rate:>7.1f} {ratio:>14.2f} {peak_mib:>13.0f}")
+            print("bytes verified by SHA-256 at the sandbox and at the plain copy's sink for every video")
         finally:
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(30)
             await h.stop()
             await drop_test_database(endpoints.database_url, database_url)
             await _cleanup(endpoints, prefix, bucket, h)
@@ -171,7 +230,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes-mb", default="100,500,1000")
+    parser.add_argument("--sizes-mb", default="100,500,1000", help="single uploads, one after another")
+    parser.add_argument("--concurrent", type=int, default=50, help="uploads side by side (0: none)")
+    parser.add_argument("--concurrent-size-mb", type=int, default=200)
     parser.add_argument("--chunk-mib", type=int, default=10)
     args = parser.parse_args()
-    asyncio.run(main([int(s) for s in args.sizes_mb.split(",")], args.chunk_mib))
+    sizes = [int(s) for s in args.sizes_mb.split(",") if s]
+    asyncio.run(main(sizes, args.concurrent, args.concurrent_size_mb, args.chunk_mib))

@@ -1,4 +1,4 @@
-# ruff: noqa: T201, ASYNC220, ASYNC240  (a command-line benchmark: prints a table, runs our own process)
+# ruff: noqa: T201, S603, ASYNC220, ASYNC240  (a command-line benchmark: prints a table, runs our own processes)
 """FILE_UPLOAD throughput and memory of publish_service: one video at a time, several sizes.
 
     python bench/publish_upload.py [--sizes-mb 100,500,1000] [--chunk-mib 10]
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +27,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+import aiohttp
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,8 +46,8 @@ from tests.conftest import (  # noqa: E402
 )
 from tests.publish.harness import Harness, Uploaded, make_video, new_transport_key  # noqa: E402
 from tests.publish.payloads import post_request  # noqa: E402
-from tiktok_sandbox.config import SandboxConfig  # noqa: E402
-from tiktok_sandbox.testing import run_sandbox  # noqa: E402
+from tiktok_pipeline.local import free_port  # noqa: E402
+from tiktok_sandbox.testing import RunningSandbox, SandboxControl  # noqa: E402
 
 MB = 1000 * 1000
 MIB = 1024 * 1024
@@ -77,6 +81,42 @@ async def sample_peak(pid: int, stop: asyncio.Event) -> int:
             peak = max(peak, rss_kib(pid))
         await asyncio.sleep(0.02)
     return peak
+
+
+@contextlib.asynccontextmanager
+async def sandbox_process(work: Path) -> AsyncIterator[RunningSandbox]:
+    """The sandbox as its own process, as the plain copy's sink is: neither receiver shares a core
+    with this script's Kafka consumer. It hashes every byte it receives and writes it to disk."""
+    port = free_port()
+    config = work / "sandbox.json"
+    config.write_text(
+        json.dumps({"data_dir": str(work / "sandbox"), "processing_min_s": 0.5, "keep_media": False})
+    )
+    with (work / "sandbox.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tiktok_sandbox", "--host", "127.0.0.1", "--port", str(port),
+             "--config", str(config)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            for _ in range(200):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{base_url}/_sandbox/health") as response:
+                        if response.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+            else:
+                raise SystemExit(f"the sandbox did not start (see {work / 'sandbox.log'})")
+            # Only base_url and control are used here; the app object is the in-process sandbox's.
+            yield RunningSandbox(
+                base_url=base_url, control=SandboxControl(base_url, session), app=web.Application()
+            )
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
 
 
 @contextlib.asynccontextmanager
@@ -145,8 +185,7 @@ async def main(sizes_mb: list[int], concurrent: int, concurrent_size_mb: int, ch
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
     work = Path(tempfile.mkdtemp(prefix="publish-bench-"))
-    config = SandboxConfig(data_dir=str(work / "sandbox"), processing_min_s=0.5)
-    async with run_sandbox(config) as sandbox, Sink() as sink:
+    async with sandbox_process(work) as sandbox, Sink() as sink:
         tiktok_app = await sandbox.control.create_app()
         h = Harness(
             stack=endpoints, database_url=database_url, topic_prefix=prefix, bucket=bucket, sandbox=sandbox,
@@ -166,7 +205,10 @@ async def main(sizes_mb: list[int], concurrent: int, concurrent_size_mb: int, ch
                 await h.connect_account(account, account)
             header = make_video(work / "header.mp4")
             t0 = time.monotonic()
-            singles = [await h.put_padded_video(f"v{size}.mp4", header, size * MB) for size in sizes_mb]
+            singles = [
+                await h.put_padded_video(f"v{n}-{size}.mp4", header, size * MB)
+                for n, size in enumerate(sizes_mb)
+            ]
             many = [
                 await h.put_padded_video(f"c{i}.mp4", header, concurrent_size_mb * MB)
                 for i in range(concurrent)
@@ -177,9 +219,9 @@ async def main(sizes_mb: list[int], concurrent: int, concurrent_size_mb: int, ch
             rows: list[tuple[str, float, float, float, float]] = []
             async with service(h, work, 1, chunk_mib) as process:
                 idle = rss_kib(process.pid) / 1024
-                for size, video in zip(sizes_mb, singles, strict=True):
-                    copied = await plain(h, sink, [video], chunk_mib, f"single-{size}")
-                    seconds, peak = await upload(h, [(f"bench-{size}", accounts[0], video)], process.pid)
+                for n, (size, video) in enumerate(zip(sizes_mb, singles, strict=True)):
+                    copied = await plain(h, sink, [video], chunk_mib, f"single{n}")
+                    seconds, peak = await upload(h, [(f"bench-{n}-{size}", accounts[0], video)], process.pid)
                     rate = video.size / MB / seconds
                     rows.append((f"1 x {size} MB", seconds, rate, rate / copied.mb_per_s, peak / 1024))
                     say(rows[-1][0], rate, copied)

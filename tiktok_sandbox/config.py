@@ -168,6 +168,9 @@ class SandboxConfig:
     # Privacy levels whose posts get a publicaly_available_post_id after moderation.
     public_privacy_levels: tuple[str, ...] = ("PUBLIC_TO_EVERYONE",)
     read_chunk_bytes: int = 256 * 1024
+    # False: received video chunks are hashed and counted but not written to data_dir (a benchmark's
+    # receiver, like the plain copy's sink); the control API still reports size and sha256.
+    keep_media: bool = True
 
     # PULL_FROM_URL (§5.3)
     pull_allow_http: bool = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -139,6 +140,25 @@ async def test_injected_5xx_then_retrying_the_same_chunk_succeeds(upload):
     assert await world.api.upload(url, data, CHUNK) == [206, 201]
     post = await world.sb.control.post(publish_id)
     assert post["sha256"] == hashlib.sha256(data).hexdigest() and post["size"] == SIZE
+
+
+@pytest.mark.parametrize(
+    "sandbox_config",
+    [SandboxConfig(keep_media=True), SandboxConfig(keep_media=False)],
+    ids=["kept", "hashed"],
+)
+async def test_keep_media_decides_whether_the_bytes_are_written_the_hash_is_kept_either_way(
+    upload, sandbox_config
+):
+    world, url, publish_id, data = upload
+    assert await world.api.upload(url, data, CHUNK) == [206, 201]
+    post = await world.sb.control.post(publish_id)
+    assert post["sha256"] == hashlib.sha256(data).hexdigest() and post["size"] == SIZE
+    path = Path(post["files"][0]["path"])
+    if sandbox_config.keep_media:
+        assert path.read_bytes() == data
+    else:
+        assert not path.exists()
 
 
 async def test_connection_reset_mid_chunk_keeps_previous_progress(upload):

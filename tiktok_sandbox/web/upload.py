@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiofiles
@@ -26,6 +28,24 @@ from .common import FAULT_RESET_AFTER, dumps
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm")
 DRAIN_LIMIT = rules.MAX_FINAL_CHUNK + 1024 * 1024
+
+
+class _Discarded:
+    """Where chunks go when ``keep_media`` is off: only the hash and the counts are kept."""
+
+    async def seek(self, offset: int) -> None:
+        return None
+
+    async def write(self, data: bytes) -> None:
+        return None
+
+    async def truncate(self, size: int) -> None:
+        return None
+
+
+@asynccontextmanager
+async def _discard() -> AsyncIterator[_Discarded]:
+    yield _Discarded()
 
 
 def _progress(store: Store, task: UploadTask) -> str:
@@ -115,7 +135,8 @@ async def _stream_chunk(request: web.Request, task: UploadTask, offset: int, len
     path: Path = task.file.path
     count = 0
     # Nothing is kept from a cut-off first chunk, so offset 0 may start the file afresh.
-    async with aiofiles.open(path, "wb" if offset == 0 else "r+b") as f:
+    opened = aiofiles.open(path, "wb" if offset == 0 else "r+b") if store.config.keep_media else _discard()
+    async with opened as f:
         await f.seek(offset)
         async for piece in request.content.iter_chunked(store.config.read_chunk_bytes):
             if reset_after is not None and count + len(piece) >= reset_after:

@@ -130,9 +130,10 @@ demo: install
 	if [[ $$was_up == 0 ]]; then $(STACK) down; fi; \
 	exit $$rc
 
-# Refresh throughput (10,000 due accounts, 1 vs 3 replicas) and upload throughput / peak RSS (100, 500
-# and 1000 MB videos), intake throughput (20,000 requests) and event -> first byte latency. Together
-# about 7 minutes and 1.6 GB of scratch space.
+# Refresh throughput (10,000 due accounts, 1 vs 3 replicas); the plain copy and upload throughput /
+# peak RSS beside it (100, 500 and 1000 MB videos one at a time, then 50 x 200 MB side by side);
+# intake throughput (20,000 requests) and event -> first byte latency. Together about 12 minutes and
+# 12 GB of scratch space in SeaweedFS (deleted at the end).
 bench: install stack-up
 	source $(STACK_ENV) && $(BIN)/python bench/auth_refresh.py && $(BIN)/python bench/publish_upload.py \
 		&& $(BIN)/python bench/publish_flow.py

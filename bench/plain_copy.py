@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common.s3 import ObjectStore  # noqa: E402
+from tiktok_pipeline.local import free_port  # noqa: E402
 
 MB = 1000 * 1000
 MIB = 1024 * 1024
@@ -74,10 +74,16 @@ def sink_app() -> web.Application:
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+async def wait_answering(url: str, status: int, what: str) -> None:
+    """Poll ``url`` until it answers ``status`` (10 s at most); SystemExit naming ``what`` otherwise."""
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        for _ in range(200):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url) as response:
+                    if response.status == status:
+                        return
+            await asyncio.sleep(0.05)
+    raise SystemExit(f"{what} did not start")
 
 
 class Sink:
@@ -92,14 +98,8 @@ class Sink:
         self._process = subprocess.Popen(  # noqa: S603 - this very file, by its path
             [sys.executable, __file__, "--sink", str(self.port)], stdin=subprocess.DEVNULL
         )
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"{self.url}/none") as response:
-                        if response.status == 404:
-                            return self
-                await asyncio.sleep(0.05)
-        raise RuntimeError("the sink did not start")
+        await wait_answering(f"{self.url}/none", 404, "the plain copy's sink")
+        return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -34,7 +34,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plain_copy import Copied, Sink, copy_objects, verify  # noqa: E402
+from plain_copy import Copied, Sink, copy_objects, verify, wait_answering  # noqa: E402
 
 from common.kafka import standard_topics  # noqa: E402
 from common.s3 import ObjectStore  # noqa: E402
@@ -86,7 +86,8 @@ async def sample_peak(pid: int, stop: asyncio.Event) -> int:
 @contextlib.asynccontextmanager
 async def sandbox_process(work: Path) -> AsyncIterator[RunningSandbox]:
     """The sandbox as its own process, as the plain copy's sink is: neither receiver shares a core
-    with this script's Kafka consumer. It hashes every byte it receives and writes it to disk."""
+    with this script's Kafka consumer. Like the sink it hashes every byte it receives and writes
+    nothing to disk (``keep_media: false``)."""
     port = free_port()
     config = work / "sandbox.json"
     config.write_text(
@@ -100,15 +101,8 @@ async def sandbox_process(work: Path) -> AsyncIterator[RunningSandbox]:
         )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
     try:
+        await wait_answering(f"{base_url}/_sandbox/health", 200, f"the sandbox (see {work / 'sandbox.log'})")
         async with aiohttp.ClientSession(trust_env=False) as session:
-            for _ in range(200):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"{base_url}/_sandbox/health") as response:
-                        if response.status == 200:
-                            break
-                await asyncio.sleep(0.05)
-            else:
-                raise SystemExit(f"the sandbox did not start (see {work / 'sandbox.log'})")
             # Only base_url and control are used here; the app object is the in-process sandbox's.
             yield RunningSandbox(
                 base_url=base_url, control=SandboxControl(base_url, session), app=web.Application()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Jaeger (the v2 backend: OTLP in, in-memory storage), built once from the Go module proxy and cached
 # under ${XDG_CACHE_HOME:-$HOME/.cache}/tiktok-pipeline/bin keyed by version; prints the binary's path.
-# tests/tracing/test_jaeger_trace.py runs it; `make test` builds it before the suite (`make jaeger`).
+# tests/tracing/test_otlp_trace.py runs it; `make test` builds it before the suite (`make jaeger`).
 #
 # `go install jaeger@version` is refused (its go.mod has replace directives), so it is built in a
 # throwaway module that depends on it. A fresh machine pays about 8 minutes on 2 cores and 2 GB of

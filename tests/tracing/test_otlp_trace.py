@@ -114,11 +114,11 @@ class Jaeger:
     def __init__(self, binary: str, work: Path) -> None:
         self.binary = binary
         self.work = work
-        otlp, self.query_port, grpc = free_port(), free_port(), free_port()
+        otlp, query, grpc = free_port(), free_port(), free_port()
         self.endpoint = f"http://127.0.0.1:{otlp}"
-        self.query = f"http://127.0.0.1:{self.query_port}"
+        self.query = f"http://127.0.0.1:{query}"
         self.config = work / "jaeger.yaml"
-        self.config.write_text(JAEGER_CONFIG.format(otlp=otlp, query=self.query_port, grpc=grpc))
+        self.config.write_text(JAEGER_CONFIG.format(otlp=otlp, query=query, grpc=grpc))
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -148,13 +148,15 @@ class Jaeger:
             response.raise_for_status()
             return await response.json()
 
-    async def trace(self, trace_id: str) -> list[Span]:
-        body = await self._get(f"/api/traces/{trace_id}")
+    async def _spans(self, path: str) -> list[Span]:
+        body = await self._get(path)
         return [span for t in (body or {}).get("data") or [] for span in _jaeger_spans(t)]
 
+    async def trace(self, trace_id: str) -> list[Span]:
+        return await self._spans(f"/api/traces/{trace_id}")
+
     async def service_spans(self, service: str) -> list[Span]:
-        body = await self._get(f"/api/traces?service={service}&limit=100&lookback=1h")
-        return [span for t in (body or {}).get("data") or [] for span in _jaeger_spans(t)]
+        return await self._spans(f"/api/traces?service={service}&limit=100&lookback=1h")
 
 
 def _jaeger_spans(trace: dict[str, Any]) -> list[Span]:

@@ -24,9 +24,15 @@ def account_data(account: Account, reason: str | None = None) -> AccountData:
 
 
 class EventsTx(TxBase):
-    async def _emit(self, topic: str, key: str, event_type: str, data: AccountData | AccessTokenData) -> None:
+    def _record(
+        self, topic: str, key: str, event_type: str, data: AccountData | AccessTokenData
+    ) -> OutboxRecord:
         value, headers = encode(event_type, data, correlation_id=self.correlation_id)
-        await enqueue(self.conn, self._s, self._prefix + topic, key, value, headers)
+        return OutboxRecord(self._prefix + topic, key, value, headers)
+
+    async def _emit(self, topic: str, key: str, event_type: str, data: AccountData | AccessTokenData) -> None:
+        r = self._record(topic, key, event_type, data)
+        await enqueue(self.conn, self._s, r.topic, r.key, r.value, r.headers)
 
     async def emit_account(self, event_type: EventType, account: Account, reason: str | None = None) -> None:
         await self._emit(TOPIC_ACCOUNTS, account.id, event_type, account_data(account, reason=reason))
@@ -44,13 +50,12 @@ class EventsTx(TxBase):
     async def emit_refreshed(self, account: Account, access_token: str) -> None:
         """``account.refreshed`` and the new access token, in that order, in one statement (the
         refresh loop's hot path: one round trip fewer per refresh than two ``_emit`` calls)."""
-        records = []
-        for topic, event_type, data in (
-            (TOPIC_ACCOUNTS, EventType.account_refreshed, account_data(account)),
-            (TOPIC_ACCESS_TOKENS, EventType.access_token, self._token(account, access_token)),
-        ):
-            value, headers = encode(event_type, data, correlation_id=self.correlation_id)
-            records.append(OutboxRecord(self._prefix + topic, account.id, value, headers))
+        records = [
+            self._record(TOPIC_ACCOUNTS, account.id, EventType.account_refreshed, account_data(account)),
+            self._record(
+                TOPIC_ACCESS_TOKENS, account.id, EventType.access_token, self._token(account, access_token)
+            ),
+        ]
         await enqueue_many(self.conn, self._s, records)
 
     def _token(self, account: Account, access_token: str) -> AccessTokenData:

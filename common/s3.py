@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiofiles
+import aiohttp
 import structlog
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -110,6 +111,11 @@ def parse_s3_uri(uri: str) -> S3Location:
     return S3Location(bucket, key)
 
 
+# What a call to the store can raise. aiohttp's own errors too: a body cut off mid-read surfaces as
+# aiohttp.ClientPayloadError, which aiobotocore does not wrap.
+_STORE_ERRORS = (ClientError, BotoCoreError, OSError, aiohttp.ClientError)
+
+
 def _translate(error: Exception, bucket: str, key: str) -> S3Error:
     where = f"s3://{bucket}/{key}"
     if isinstance(error, ClientError):
@@ -120,7 +126,9 @@ def _translate(error: Exception, bucket: str, key: str) -> S3Error:
         if status >= 500 or code in {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}:
             return S3Unavailable(f"object store error {code or status} for {where}")
         return S3Error(f"object store refused {where}: {code or status}")
-    if isinstance(error, BotoConnectionError | HTTPClientError | TimeoutError | OSError):
+    if isinstance(
+        error, BotoConnectionError | HTTPClientError | TimeoutError | OSError | aiohttp.ClientError
+    ):
         return S3Unavailable(f"object store unavailable for {where}: {error}")
     return S3Error(f"object store error for {where}: {error}")
 
@@ -208,7 +216,7 @@ class ObjectStore:
     async def head(self, bucket: str, key: str) -> ObjectInfo:
         try:
             response = await self.client.head_object(Bucket=bucket, Key=key)
-        except (ClientError, BotoCoreError, OSError) as e:
+        except _STORE_ERRORS as e:
             raise _translate(e, bucket, key) from e
         return ObjectInfo(
             size=int(response["ContentLength"]),
@@ -236,35 +244,40 @@ class ObjectStore:
             raise ValueError(f"invalid byte range {start}-{end_inclusive}")
         if piece_size <= 0:
             raise ValueError("piece_size must be positive")
-        position = start
+        position = start  # the next byte not yet yielded
         resumes = 0
-        piece = bytearray()
+        held: list[bytes] = []  # reads not yet yielded: less than one piece
+        held_bytes = 0
         while position <= end_inclusive:
             try:
                 response = await self.client.get_object(
-                    Bucket=bucket, Key=key, Range=f"bytes={position + len(piece)}-{end_inclusive}"
+                    Bucket=bucket, Key=key, Range=f"bytes={position + held_bytes}-{end_inclusive}"
                 )
                 async with response["Body"] as body:
-                    while True:
-                        chunk = await body.read(piece_size - len(piece))
-                        if not chunk:
-                            break
-                        piece += chunk
-                        if len(piece) == piece_size:
-                            yield bytes(piece)
-                            position += len(piece)
-                            piece.clear()
-            except (ClientError, BotoCoreError, OSError) as e:
+                    while chunk := await body.read(piece_size - held_bytes):
+                        held.append(chunk)
+                        held_bytes += len(chunk)
+                        if held_bytes == piece_size:
+                            # A read that fills the piece alone is yielded as it is (a join of
+                            # one is no copy); otherwise the reads are joined once.
+                            position += held_bytes
+                            out = held[0] if len(held) == 1 else b"".join(held)
+                            held.clear()
+                            held_bytes = 0
+                            yield out
+            except _STORE_ERRORS as e:
                 error = _translate(e, bucket, key)
                 if not isinstance(error, S3Unavailable) or resumes >= max_resumes:
                     raise error from e
                 resumes += 1
-                log.warning("s3_range_read_resumed", bucket=bucket, key=key, at=position + len(piece))
+                log.warning("s3_range_read_resumed", bucket=bucket, key=key, at=position + held_bytes)
                 continue
-            if piece:
-                yield bytes(piece)
-                position += len(piece)
-                piece.clear()
+            if held:
+                position += held_bytes
+                out = b"".join(held)
+                held.clear()
+                held_bytes = 0
+                yield out
             if position <= end_inclusive:
                 # The server ended the body early (object shorter than the range asked for).
                 raise S3Error(
@@ -306,7 +319,7 @@ class ObjectStore:
         extra = {"ContentType": content_type} if content_type else {}
         try:
             created = await self.client.create_multipart_upload(Bucket=bucket, Key=key, **extra)
-        except (ClientError, BotoCoreError, OSError) as e:
+        except _STORE_ERRORS as e:
             raise _translate(e, bucket, key) from e
         upload_id = created["UploadId"]
         parts: list[dict[str, Any]] = []
@@ -346,7 +359,7 @@ class ObjectStore:
     async def _abort(self, bucket: str, key: str, upload_id: str) -> None:
         try:
             await self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-        except (ClientError, BotoCoreError, OSError) as e:
+        except _STORE_ERRORS as e:
             # The original failure matters more; a leftover upload is cleaned by a lifecycle rule.
             log.warning("s3_abort_failed", bucket=bucket, key=key, error=str(e))
 
@@ -375,12 +388,12 @@ class ObjectStore:
         extra = {"ContentType": content_type} if content_type else {}
         try:
             response = await self.client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
-        except (ClientError, BotoCoreError, OSError) as e:
+        except _STORE_ERRORS as e:
             raise _translate(e, bucket, key) from e
         return ObjectInfo(len(data), str(response.get("ETag", "")).strip('"'), content_type)
 
     async def delete(self, bucket: str, key: str) -> None:
         try:
             await self.client.delete_object(Bucket=bucket, Key=key)
-        except (ClientError, BotoCoreError, OSError) as e:
+        except _STORE_ERRORS as e:
             raise _translate(e, bucket, key) from e

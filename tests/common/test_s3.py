@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import random
 import time
@@ -11,6 +13,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog
+import structlog.testing
 
 from common.s3 import (
     MIB,
@@ -112,6 +116,82 @@ async def test_ranges_inside_the_object(store: ObjectStore, big_object: tuple[st
     assert b"".join(pieces) == expected_slice(start, end)
     assert [len(p) for p in pieces[:-1]] == [MIB] * (len(pieces) - 1)
     assert await store.read_range(bucket, key, SIZE - 10, SIZE - 1) == expected_slice(SIZE - 10, SIZE - 1)
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback to the S3 server that cuts, once, the first connection whose answer
+    passes ``cut_after`` bytes: in the middle of a response body."""
+
+    def __init__(self, upstream: str, cut_after: int) -> None:
+        host, _, port = upstream.removeprefix("http://").partition(":")
+        self._upstream = (host, int(port))
+        self._cut_after: int | None = cut_after
+        self.cuts = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(*self._upstream)
+
+        async def up() -> None:
+            while data := await client_r.read(65536):
+                server_w.write(data)
+                await server_w.drain()
+
+        async def down() -> None:
+            sent = 0
+            while data := await server_r.read(65536):
+                if self._cut_after is not None and sent + len(data) > self._cut_after:
+                    self._cut_after = None
+                    self.cuts += 1
+                    client_w.transport.abort()
+                    return
+                sent += len(data)
+                client_w.write(data)
+                await client_w.drain()
+
+        tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+        with contextlib.suppress(OSError):
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            task.cancel()
+        server_w.close()
+        client_w.close()
+
+
+async def test_a_body_cut_midway_is_resumed_from_the_next_byte(
+    stack, big_object: tuple[str, str, str]
+) -> None:
+    """The connection breaks inside a piece, after whole pieces were yielded: the reader asks again
+    from the first byte it has not yielded, and the pieces still come whole, exact and in order."""
+    bucket, key, _ = big_object
+    start, end = 1_000_003, 1_000_003 + 3 * MIB + 77
+    piece_size = 256 * 1024
+    proxy = CuttingProxy(stack.s3_endpoint_url, cut_after=MIB + 300_000)
+    with structlog.testing.capture_logs() as logs:
+        async with (
+            proxy as url,
+            ObjectStore(
+                endpoint_url=url,
+                access_key_id=stack.s3_access_key_id,
+                secret_access_key=stack.s3_secret_access_key,
+                region=stack.s3_region,
+            ) as via_proxy,
+        ):
+            pieces = [p async for p in via_proxy.iter_range(bucket, key, start, end, piece_size=piece_size)]
+    assert proxy.cuts == 1
+    resumed = [e for e in logs if e["event"] == "s3_range_read_resumed"]
+    assert len(resumed) == 1, logs
+    assert start + 4 * piece_size <= resumed[0]["at"] < start + 5 * piece_size  # mid-piece
+    assert b"".join(pieces) == expected_slice(start, end)
+    assert [len(p) for p in pieces[:-1]] == [piece_size] * (len(pieces) - 1)
 
 
 async def test_missing_object_is_s3_object_missing(store: ObjectStore, s3_bucket: str) -> None:

@@ -12,7 +12,8 @@ import functools
 import hashlib
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -163,7 +164,36 @@ def create_pool(
         max_inactive_connection_lifetime=max_inactive_connection_lifetime,
         server_settings=settings,
         init=init,
+        reset=_reset_on_release,
     )
+
+
+# Server process ids of pooled connections taken with session_connection (session state to reset).
+_SESSION_STATE: set[int] = set()
+
+
+@asynccontextmanager
+async def session_connection(pool: Any) -> AsyncIterator[Any]:
+    """A pooled connection that will hold session state (``LISTEN``, a session-level advisory lock):
+    on release it gets PostgreSQL's full reset (``UNLISTEN *``, advisory locks released, settings
+    reset), whatever way the block was left.
+
+    Every other release gets only asyncpg's own part of the reset (an open transaction rolled back,
+    listeners dropped), not the reset query: a round trip per release saved, and the pipeline's
+    queries keep no session state (``SET LOCAL`` and transaction-level advisory locks end with the
+    transaction)."""
+    async with pool.acquire() as conn:
+        _SESSION_STATE.add(conn.get_server_pid())
+        yield conn
+
+
+async def _reset_on_release(conn: Any) -> None:
+    """The pool's reset (after asyncpg's own): the server-side reset for connections that took
+    session state only. A connection whose reset fails is closed by the pool."""
+    pid = conn.get_server_pid()
+    if pid in _SESSION_STATE:
+        _SESSION_STATE.discard(pid)
+        await conn.execute(conn.get_reset_query())
 
 
 @dataclass(frozen=True)
@@ -230,7 +260,7 @@ async def apply_migrations(
     validate_identifier(schema)
     migrations = load_migrations(directory)
     if isinstance(pool_or_conn, asyncpg.Pool):
-        async with pool_or_conn.acquire() as conn:
+        async with session_connection(pool_or_conn) as conn:
             return await _apply_on(conn, schema, migrations, lock_timeout)
     return await _apply_on(pool_or_conn, schema, migrations, lock_timeout)
 

@@ -28,7 +28,7 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, set_span_in_context
 
 from common.backoff import Backoff
-from common.db import Connection, advisory_lock_key, validate_identifier
+from common.db import Connection, advisory_lock_key, session_connection, validate_identifier
 from common.errors import InvalidInput, PipelineError, is_retriable
 from common.kafka import Delivered, KafkaError, OutgoingMessage, Producer
 from common.tasks import sleep_or_stop, wait_or_stop
@@ -266,7 +266,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def _run_with_connection(self, stopping: asyncio.Event) -> None:
-        async with self._pool.acquire() as conn:
+        async with session_connection(self._pool) as conn:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", self._lock_key):
                 log.debug("outbox_relay_standby", schema=self.schema)
                 self.failures_in_a_row = 0  # standing by is healthy: another replica relays

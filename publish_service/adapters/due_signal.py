@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from common.db import validate_identifier
+from common.db import session_connection, validate_identifier
 from common.tasks import sleep_or_stop
 
 log = structlog.get_logger(__name__)
@@ -52,7 +52,7 @@ class DueSignal:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Listen until ``stopping`` is set; raises when the connection breaks (the supervisor restarts)."""
-        async with self._pool.acquire() as conn:
+        async with session_connection(self._pool) as conn:
             await conn.add_listener(self._channel, self._on_notify)
             self.listening = True
             # Work may have become due while nobody listened: let the workers look once.

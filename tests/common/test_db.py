@@ -14,6 +14,7 @@ from common.db import (
     apply_migrations,
     create_pool,
     load_migrations,
+    session_connection,
     validate_identifier,
 )
 
@@ -40,6 +41,46 @@ def migrations(tmp_path: Path) -> Path:
 async def pool(database_url: str):
     async with create_pool(database_url, min_size=1, max_size=4) as pool:
         yield pool
+
+
+async def test_session_state_is_reset_on_release_of_a_session_connection(database_url: str) -> None:
+    """A session connection's lock, LISTEN and settings are gone when it is back in the pool, even
+    when its block raised; the lock is free for another session at once."""
+    async with create_pool(database_url, min_size=1, max_size=1) as pool:
+        with pytest.raises(RuntimeError):
+            async with session_connection(pool) as conn:
+                pid = conn.get_server_pid()
+                assert await conn.fetchval("SELECT pg_try_advisory_lock(4242)")
+                await conn.execute("LISTEN some_channel")
+                await conn.execute("SET application_name = 'left-behind'")
+                raise RuntimeError("the block failed")
+        other = await asyncpg.connect(database_url)
+        try:
+            assert await other.fetchval("SELECT pg_try_advisory_lock(4242)"), "lock still held"
+        finally:
+            await other.close()
+        async with pool.acquire() as conn:
+            assert conn.get_server_pid() == pid  # the same session, reset
+            assert await conn.fetchval("SELECT count(*) FROM pg_listening_channels()") == 0
+            assert await conn.fetchval("SELECT current_setting('application_name')") == "tiktok-pipeline"
+
+
+async def test_an_ordinary_release_rolls_back_but_sends_no_reset_query(database_url: str) -> None:
+    """Other connections get asyncpg's own reset only: a transaction left open is rolled back, but no
+    reset query runs (a session setting survives: the pipeline's queries set none), so a release
+    costs no round trip."""
+    async with create_pool(database_url, min_size=1, max_size=1) as pool:
+        await pool.execute("CREATE TEMP TABLE IF NOT EXISTS t (n int)")
+        async with pool.acquire() as conn:
+            pid = conn.get_server_pid()
+            await conn.execute("SET application_name = 'kept'")
+            await conn.execute("BEGIN")
+            await conn.execute("INSERT INTO t VALUES (1)")
+        async with pool.acquire() as conn:
+            assert conn.get_server_pid() == pid
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT count(*) FROM t") == 0, "the open transaction was committed"
+            assert await conn.fetchval("SELECT current_setting('application_name')") == "kept"
 
 
 async def test_pool_is_awaitable_as_well_as_a_context_manager(database_url: str) -> None:

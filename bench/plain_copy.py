@@ -41,7 +41,7 @@ from tiktok_pipeline.local import free_port  # noqa: E402
 
 MB = 1000 * 1000
 MIB = 1024 * 1024
-PIECE = MIB  # what publish_service's S3 reader yields at a time (common.s3.ObjectStore.iter_range)
+PIECE = MIB  # the copy reads up to this much at a time (publish_service streams 256 KiB pieces)
 
 
 # ---------------------------------------------------------------------------------------------- sink

@@ -257,7 +257,7 @@ async def main(
             print(f"{'videos':>14} {'seconds':>8} {'MB/s':>7} {'vs plain copy':>14} {'peak RSS MiB':>13}")
             for label, seconds, rate, ratio, peak_mib in rows:
                 print(f"{label:>14} {seconds:>8.1f} {rate:>7.1f} {ratio:>14.2f} {peak_mib:>13.0f}")
-            ratios = sorted(r[3] for r in rows if r[0].startswith(f"{concurrent} x"))
+            ratios = [r[3] for r in rows if r[0].startswith(f"{concurrent} x")]
             if ratios:
                 median = statistics.median(ratios)
                 print(f"{concurrent} concurrent: median ratio {median:.2f} of {len(ratios)} pairs")

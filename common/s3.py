@@ -258,10 +258,9 @@ class ObjectStore:
                         held.append(chunk)
                         held_bytes += len(chunk)
                         if held_bytes == piece_size:
-                            # A read that fills the piece alone is yielded as it is (a join of
-                            # one is no copy); otherwise the reads are joined once.
+                            # The reads are joined once (a join of one is the read itself, no copy).
                             position += held_bytes
-                            out = held[0] if len(held) == 1 else b"".join(held)
+                            out = b"".join(held)
                             held.clear()
                             held_bytes = 0
                             yield out

@@ -27,10 +27,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from common.s3 import ObjectStore
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_SCRIPT = ROOT / "scripts" / "stack" / "stack.sh"
@@ -289,6 +292,19 @@ def s3_client(stack: StackEndpoints) -> Any:
         aws_secret_access_key=stack.s3_secret_access_key,
         region_name=stack.s3_region,
         config=AioConfig(s3={"addressing_style": "path"}),
+    )
+
+
+def object_store(stack: StackEndpoints, endpoint_url: str | None = None) -> ObjectStore:
+    """The project's ``ObjectStore`` with the stack's credentials (``endpoint_url``: reach S3 through
+    something else, a proxy say); not started: ``async with object_store(stack) as store``."""
+    from common.s3 import ObjectStore
+
+    return ObjectStore(
+        endpoint_url=endpoint_url or stack.s3_endpoint_url,
+        access_key_id=stack.s3_access_key_id,
+        secret_access_key=stack.s3_secret_access_key,
+        region=stack.s3_region,
     )
 
 

@@ -24,6 +24,7 @@ from common.s3 import (
     S3ObjectMissing,
     parse_s3_uri,
 )
+from tests.conftest import object_store
 
 pytestmark = pytest.mark.stack
 
@@ -54,12 +55,7 @@ async def generated(size: int) -> AsyncIterator[bytes]:
 
 @pytest.fixture
 async def store(stack) -> AsyncIterator[ObjectStore]:
-    async with ObjectStore(
-        endpoint_url=stack.s3_endpoint_url,
-        access_key_id=stack.s3_access_key_id,
-        secret_access_key=stack.s3_secret_access_key,
-        region=stack.s3_region,
-    ) as store:
+    async with object_store(stack) as store:
         yield store
 
 
@@ -178,12 +174,7 @@ async def test_a_body_cut_midway_is_resumed_from_the_next_byte(
     with structlog.testing.capture_logs() as logs:
         async with (
             proxy as url,
-            ObjectStore(
-                endpoint_url=url,
-                access_key_id=stack.s3_access_key_id,
-                secret_access_key=stack.s3_secret_access_key,
-                region=stack.s3_region,
-            ) as via_proxy,
+            object_store(stack, endpoint_url=url) as via_proxy,
         ):
             pieces = [p async for p in via_proxy.iter_range(bucket, key, start, end, piece_size=piece_size)]
     assert proxy.cuts == 1

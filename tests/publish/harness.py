@@ -47,9 +47,9 @@ from common.kafka import (
     ensure_topics,
     standard_topics,
 )
-from common.s3 import ObjectStore
 from publish_service.app import create_app
 from publish_service.settings import Settings
+from tests.conftest import object_store
 from tests.waiting import WaitTimeout, wait_for
 from tiktok_sandbox.testing import RunningSandbox, SandboxApp
 
@@ -167,12 +167,7 @@ class Harness:
         self.cipher = TokenCipher(KeyRing.parse(self.transport_spec))
         self.log = StatusLog()
         self.producer = Producer(stack.kafka_bootstrap)
-        self.store = ObjectStore(
-            endpoint_url=stack.s3_endpoint_url,
-            access_key_id=stack.s3_access_key_id,
-            secret_access_key=stack.s3_secret_access_key,
-            region=stack.s3_region,
-        )
+        self.store = object_store(stack)
         self.token_versions: dict[str, int] = {}
         self.tokens: dict[str, str] = {}
         self.open_ids: dict[str, str] = {}

@@ -11,6 +11,7 @@ import pytest
 from common.s3 import ObjectStore
 from publish_service.adapters.media import READ_AHEAD, MediaSource
 from publish_service.domain.media import Container, probe_video
+from tests.conftest import object_store
 from tests.publish.harness import make_video
 
 pytestmark = pytest.mark.stack
@@ -18,12 +19,7 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture
 async def store(stack: Any) -> Any:
-    async with ObjectStore(
-        endpoint_url=stack.s3_endpoint_url,
-        access_key_id=stack.s3_access_key_id,
-        secret_access_key=stack.s3_secret_access_key,
-        region=stack.s3_region,
-    ) as store:
+    async with object_store(stack) as store:
         yield store
 
 

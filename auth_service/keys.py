@@ -17,7 +17,7 @@ from auth_service.metrics import Metrics
 from auth_service.settings import Settings
 from common.events import Envelope, RefreshRequestedData
 from common.kafka import ConsumeLoop, Producer
-from common.outbox import OutboxRelay
+from common.outbox_relay import OutboxRelay
 from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient
 

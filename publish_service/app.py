@@ -37,7 +37,7 @@ from common.kafka_health import KafkaConnectivity, public_reason
 from common.kafka_provision import manage_topics_from_env
 from common.kafka_security import security_from_env
 from common.logging import register_dsn_password, register_key_material, register_secret
-from common.outbox import BacklogGauge, OutboxRelay
+from common.outbox_relay import BacklogGauge, OutboxRelay
 from common.s3 import ObjectStore
 from common.tasks import BackgroundLoops, started_after
 from common.tiktok.client import TikTokClient

@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from common.kafka import Producer
-from common.outbox import OutboxRelay
+from common.outbox_relay import OutboxRelay
 from common.s3 import ObjectStore
 from common.tasks import BackgroundLoops
 from common.tiktok.client import TikTokClient

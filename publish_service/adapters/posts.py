@@ -1,29 +1,26 @@
 """Posts and their transitions, with the status event enqueued in the transaction that changes the row.
 
 Every change a dashboard should see goes through :meth:`Posts.transition` or :meth:`Posts.emit_update`,
-which bump ``seq`` and enqueue the status event with the row change, so both commit together. Workers
-hold a lease on a post; their writes check it, so a worker whose lease was taken over can no longer
-change the post. Every method takes the connection (or pool) to run on: see ``Repository``.
+which bump ``seq`` and enqueue the status event with the row change, so both commit together: in one
+statement when the worker's copy of the row is current (the common case: one round trip), else in a
+transaction that reads the row first. Workers hold a lease on a post; their writes check it, so a
+worker whose lease was taken over can no longer change the post. Every method takes the connection
+(or pool) to run on: see ``Repository``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
-from common.events import (
-    ErrorInfo,
-    EventType,
-    PostRequestedData,
-    PostState,
-    PostStatusData,
-    Progress,
-    encode,
-)
-from common.outbox import OutboxRecord, enqueue
+from common.events import ErrorInfo, PostRequestedData, PostState, Progress
+from common.outbox import change_and_enqueue
 from common.tracing import current_carrier
 from publish_service.adapters.dead_letters import DeadLetters
 from publish_service.adapters.pg import Connection, Executor, LeaseLost, post_row, set_clauses
+from publish_service.adapters.status_events import StatusEvents
 from publish_service.domain.post import IntakeOutcome, PostPatch, PostRow, request_hash
 from publish_service.domain.states import check_transition
 
@@ -54,94 +51,8 @@ class Posts:
     ) -> None:
         self._schema = schema
         self._t = f"{schema}.posts"
-        self._status_topic = status_topic
         self._dead_letters = dead_letters
-        self._on_transition = on_transition
-        self._on_error = on_error or (lambda _state, _code: None)
-
-    def counted(self, state: str) -> None:
-        if self._on_transition is not None:
-            self._on_transition(state)
-
-    # ------------------------------------------------------------------------------ status events
-
-    def status_event(
-        self,
-        row: PostRow,
-        *,
-        progress: Progress | None = None,
-        error: ErrorInfo | None = None,
-        state: PostState | None = None,
-        seq: int | None = None,
-    ) -> OutboxRecord:
-        """The status event of ``row`` (or of ``state``/``seq`` given here), ready for the outbox."""
-        if (
-            error is None
-            and row.error_code
-            and (state or row.state) in (PostState.failed, PostState.rejected)
-        ):
-            error = ErrorInfo(
-                code=row.error_code,
-                message=row.error_message or "",
-                retryable=bool(row.error_retryable),
-                tiktok_log_id=row.error_log_id,
-            )
-        data = PostStatusData(
-            post_id=row.post_id,
-            account_id=row.account_id,
-            seq=row.seq if seq is None else seq,
-            state=state or row.state,
-            attempt=row.attempt,
-            progress=progress,
-            publish_id=row.publish_id,
-            tiktok_post_ids=list(row.tiktok_post_ids),
-            error=error,
-            metadata=row.request.metadata,
-        )
-        value, headers = encode(EventType.post_status, data, correlation_id=row.correlation_id)
-        if error is not None and data.state in (PostState.failed, PostState.rejected):
-            self._on_error(data.state.value, error.code)
-        return OutboxRecord(self._status_topic, row.post_id, value, headers)
-
-    def first_events(
-        self,
-        post: PostRequestedData,
-        correlation_id: str | None,
-        *,
-        scheduled: bool,
-        trace_context: dict[str, str] | None = None,
-    ) -> list[OutboxRecord]:
-        """The status events of a post just stored: ``received``, and ``scheduled`` if it waits (what
-        :meth:`status_event` makes of the new row, without reading the row back)."""
-        states = [PostState.received, PostState.scheduled] if scheduled else [PostState.received]
-        events = []
-        for seq, state in enumerate(states, start=1):
-            data = PostStatusData(
-                post_id=post.post_id,
-                account_id=post.account_id,
-                seq=seq,
-                state=state,
-                attempt=1,
-                tiktok_post_ids=[],
-                metadata=post.metadata,
-            )
-            value, headers = encode(EventType.post_status, data, correlation_id=correlation_id)
-            events.append(OutboxRecord(self._status_topic, post.post_id, value, headers, trace_context))
-            self.counted(state.value)
-        return events
-
-    async def emit(
-        self,
-        db: Executor,
-        row: PostRow,
-        *,
-        progress: Progress | None = None,
-        error: ErrorInfo | None = None,
-        state: PostState | None = None,
-        seq: int | None = None,
-    ) -> None:
-        event = self.status_event(row, progress=progress, error=error, state=state, seq=seq)
-        await enqueue(db, self._schema, event.topic, event.key, event.value, event.headers)
+        self.events = StatusEvents(schema, status_topic, on_transition, on_error)
 
     # ------------------------------------------------------------------------------ intake
 
@@ -182,14 +93,14 @@ class Posts:
             )
             message = "this post_id was already used for a different request; the original post goes on"
             error = ErrorInfo(code="duplicate_post_id_conflict", message=message)
-            await self.emit(db, row, state=PostState.rejected, seq=seq, error=error)
+            await self.events.emit(db, row, state=PostState.rejected, seq=seq, error=error)
             await self._dead_letters.send(
                 db, key or post.account_id.encode(), raw, "duplicate_post_id_conflict", message
             )
             return IntakeOutcome.conflict
         row = post_row(inserted)
-        await self.emit(db, row)
-        self.counted(PostState.received.value)
+        await self.events.emit(db, row)
+        self.events.counted(PostState.received.value)
         scheduled = await db.fetchrow(
             f"""
             UPDATE {self._t} SET state = 'scheduled', seq = seq + 1, updated_at = now()
@@ -198,8 +109,8 @@ class Posts:
             post.post_id,
         )
         if scheduled is not None:
-            await self.emit(db, post_row(scheduled))
-            self.counted(PostState.scheduled.value)
+            await self.events.emit(db, post_row(scheduled))
+            self.events.counted(PostState.scheduled.value)
         return IntakeOutcome.created
 
     # ------------------------------------------------------------------------------ leases
@@ -300,6 +211,12 @@ class Posts:
             merged = _error_patch(error)
             merged.update(patch)
             patch = merged
+        if target not in (PostState.rejected, PostState.failed):  # those also count errors, dead-letter
+            expected = replace(row, state=target, seq=row.seq + 1, **patch)
+            new = await self._change_in_one(db, row, expected, patch, owner=owner, progress=progress)
+            if new is not None:
+                self.events.counted(target.value)
+                return new
         sets, values = set_clauses(patch, 5)
         owner_check = "AND lease_owner = $4" if owner is not None else "AND ($4::text IS NULL)"
         async with db.transaction():
@@ -317,7 +234,7 @@ class Posts:
             if record is None:
                 raise LeaseLost(f"post {row.post_id} moved on from {row.state} or changed owner")
             new = post_row(record)
-            await self.emit(db, new, progress=progress, error=error)
+            await self.events.emit(db, new, progress=progress, error=error)
             if target is PostState.rejected:
                 await self._dead_letters.send(
                     db,
@@ -326,13 +243,17 @@ class Posts:
                     new.error_code or "rejected",
                     new.error_message or "",
                 )
-        self.counted(target.value)
+        self.events.counted(target.value)
         return new
 
     async def emit_update(
         self, db: Connection, row: PostRow, *, owner: str | None, progress: Progress | None, patch: PostPatch
     ) -> PostRow:
         """An event in the same state (upload progress, the public post id arrived)."""
+        expected = replace(row, seq=row.seq + 1, **patch)
+        new = await self._change_in_one(db, row, expected, patch, owner=owner, progress=progress)
+        if new is not None:
+            return new
         sets, values = set_clauses(patch, 4)
         owner_check = "AND lease_owner = $3" if owner is not None else "AND ($3::text IS NULL)"
         async with db.transaction():
@@ -349,8 +270,33 @@ class Posts:
             if record is None:
                 raise LeaseLost(f"post {row.post_id} moved on or changed owner")
             new = post_row(record)
-            await self.emit(db, new, progress=progress)
+            await self.events.emit(db, new, progress=progress)
             return new
+
+    async def _change_in_one(
+        self,
+        db: Executor,
+        row: PostRow,
+        expected: PostRow,
+        patch: PostPatch,
+        *,
+        owner: str | None,
+        progress: Progress | None,
+    ) -> PostRow | None:
+        """``row`` becomes ``expected`` and ``expected``'s status event is enqueued, in one statement,
+        if the table still holds ``row``'s state and seq (and lease, with an ``owner``): every change to
+        what the event carries either bumps seq or is the lease holder's own. None when it does not
+        (another change came first, or the lease is gone): the caller reads and decides."""
+        sets, values = set_clauses(patch, 6)
+        owner_check = "AND lease_owner = $4" if owner is not None else "AND ($4::text IS NULL)"
+        change = f"""
+            UPDATE {self._t} SET state = $2, seq = $3 + 1, updated_at = now(){sets}
+            WHERE post_id = $1 AND state = $5 AND seq = $3 {owner_check} RETURNING *
+            """
+        args: list[Any] = [row.post_id, expected.state.value, row.seq, owner, row.state.value, *values]
+        event = self.events.status_event(expected, progress=progress)
+        record = await change_and_enqueue(db, self._schema, change, args, event)
+        return post_row(record) if record is not None else None
 
     # ------------------------------------------------------------------------------ reads
 

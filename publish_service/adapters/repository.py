@@ -89,7 +89,7 @@ class Tx:
         )
         value, event_headers = encode(EventType.post_status, data, correlation_id=correlation_id)
         await enqueue(self._conn, self._repo.schema, self._repo.topics.status, post_id, value, event_headers)
-        self._repo.posts.counted(PostState.rejected.value)
+        self._repo.posts.events.counted(PostState.rejected.value)
         await self._repo.dead_letters.send_bounded(self._conn, key, raw, code, message, headers)
 
 

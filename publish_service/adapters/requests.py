@@ -54,7 +54,7 @@ class Requests:
             if first[post_id] == i and post_id in created:
                 scheduled = created[post_id] == PostState.scheduled
                 events.extend(
-                    self._posts.first_events(
+                    self._posts.events.first_events(
                         r.post, r.correlation_id, scheduled=scheduled, trace_context=r.trace_context
                     )
                 )
@@ -114,7 +114,7 @@ class Requests:
         )
         error = ErrorInfo(code=CONFLICT, message=CONFLICT_MESSAGE)
         events = [
-            self._posts.status_event(row, state=PostState.rejected, seq=seq, error=error),
+            self._posts.events.status_event(row, state=PostState.rejected, seq=seq, error=error),
             self._dead_letters.letter(
                 request.key or request.post.account_id.encode(), request.raw, CONFLICT, CONFLICT_MESSAGE
             ),

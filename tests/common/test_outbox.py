@@ -12,16 +12,18 @@ from opentelemetry import trace
 
 from common.backoff import Backoff
 from common.db import apply_migrations, create_pool
+from common.errors import InvalidInput
 from common.kafka import Consumer, Producer, TopicSpec, ensure_topics
 from common.outbox import (
     OutboxError,
     OutboxRecord,
-    OutboxRelay,
+    change_and_enqueue,
     enqueue,
     enqueue_many,
     outbox_ddl,
     outbox_trace_ddl,
 )
+from common.outbox_relay import OutboxRelay
 from common.tasks import BackgroundLoops
 from common.tracing import context_from_carrier, current_carrier, extract_context, tracer
 from tests.common import closed_loopback_port
@@ -110,6 +112,60 @@ async def test_enqueue_outside_a_transaction_is_refused(pool, topic) -> None:
         with pytest.raises(OutboxError, match="inside the caller's transaction"):
             await enqueue(conn, SCHEMA, topic, b"k", b"v")
     assert await pool.fetchval(f"SELECT count(*) FROM {SCHEMA}.outbox") == 0
+
+
+async def test_a_guarded_change_and_its_event_go_in_one_statement_or_not_at_all(
+    pool, bootstrap, topic
+) -> None:
+    await pool.execute(f"CREATE TABLE {SCHEMA}.items (id text PRIMARY KEY, version int NOT NULL, note text)")
+    await pool.execute(f"INSERT INTO {SCHEMA}.items VALUES ('x', 1, 'first')")
+    change = (
+        f"UPDATE {SCHEMA}.items SET version = $2 + 1, note = $3 WHERE id = $1 AND version = $2 RETURNING *"
+    )
+
+    async def item() -> tuple[int, str]:
+        row = await pool.fetchrow(f"SELECT version, note FROM {SCHEMA}.items WHERE id = 'x'")
+        return row["version"], row["note"]
+
+    async with Producer(bootstrap) as producer, asyncio.TaskGroup() as tg:
+        # A long poll interval: only the notification sent with the change can wake the relay in time.
+        relay = OutboxRelay(pool, SCHEMA, producer, poll_interval=60)
+        stopping = asyncio.Event()
+        tg.create_task(relay.run(stopping))
+        await wait_for(lambda: relay.is_active, description="relay active")
+
+        changed = await change_and_enqueue(
+            pool, SCHEMA, change, ["x", 1, "second"], OutboxRecord(topic, "x", b"x:v2", [("v", b"2")])
+        )
+        assert (changed["version"], changed["note"]) == (2, "second")
+        # Built from a stale version: no change, no event.
+        stale = await change_and_enqueue(
+            pool, SCHEMA, change, ["x", 1, "stale"], OutboxRecord(topic, "x", b"x:stale")
+        )
+        assert stale is None
+        # An event over the limit is refused before anything changes.
+        with pytest.raises(InvalidInput, match="exceeds the 100-byte limit"):
+            await change_and_enqueue(
+                pool,
+                SCHEMA,
+                change,
+                ["x", 2, "big"],
+                OutboxRecord(topic, "x", b"x" * 200),
+                max_record_bytes=100,
+            )
+        assert await item() == (2, "second")
+        changed = await change_and_enqueue(
+            pool, SCHEMA, change, ["x", 2, "third"], OutboxRecord(topic, "x", b"x:v3")
+        )
+        assert changed["version"] == 3
+
+        await wait_for_value(relay.backlog, 0, timeout=20, description="outbox drained")
+        stopping.set()
+
+    records = await _consume(bootstrap, topic, 2)
+    assert [(r.key, r.value) for r in records] == [(b"x", b"x:v2"), (b"x", b"x:v3")]
+    assert dict(records[0].headers)["v"] == b"2"
+    assert await item() == (3, "third")
 
 
 async def test_rows_wait_while_kafka_is_unreachable_then_go_in_order(pool, bootstrap, topic) -> None:

@@ -15,7 +15,9 @@ chunk is streamed from a ranged S3 GET straight into the PUT, never held whole.
 
 Each upload is printed beside the plain copy (``bench/plain_copy.py``) of the same objects; the
 concurrent uploads run ``--pairs`` times, the plain copy first in one pair and second in the next
-(this machine is noisy: read the median of the pairs' ratios).
+(this machine is noisy: read the median of the pairs' ratios). Beside the rates, the CPU time each
+copier spent per GB (the service process from ``/proc``, the plain copy's own process from
+``time.process_time``): on these 2 busy cores that, more than the rate, is what the two differ by.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -79,6 +82,12 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def sample_peak(pid: int, stop: asyncio.Event) -> int:
@@ -140,10 +149,12 @@ async def service(
                 process.wait(30)
 
 
-async def upload(h: Harness, posts: list[tuple[str, str, Uploaded]], pid: int) -> tuple[float, int]:
+async def upload(h: Harness, posts: list[tuple[str, str, Uploaded]], pid: int) -> tuple[float, int, float]:
     """Request every ``(post_id, account_id, video)`` at once; the seconds from the first ``uploading``
-    to the last ``processing`` (the service's own stamps) and the peak RSS (KiB) meanwhile. Checks
-    the bytes TikTok got, then waits for each post to be published and deletes the sandbox's copy."""
+    to the last ``processing`` (the service's own stamps), the peak RSS (KiB) meanwhile, and the CPU
+    seconds the service spent from the requests to the last ``processing``. Checks the bytes TikTok
+    got, then waits for each post to be published and deletes the sandbox's copy."""
+    cpu_before = cpu_s(pid)
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_peak(pid, stop))
     for post_id, account_id, video in posts:
@@ -156,6 +167,7 @@ async def upload(h: Harness, posts: list[tuple[str, str, Uploaded]], pid: int) -
     for post_id, _, _ in posts:
         done[post_id] = await h.wait_state(post_id, "processing", timeout=1800)
         ends.append(h.log.occurred_at[(post_id, done[post_id].seq)])
+    cpu = cpu_s(pid) - cpu_before
     stop.set()
     peak = await sampler
     if len(posts) > 1:
@@ -174,18 +186,42 @@ async def upload(h: Harness, posts: list[tuple[str, str, Uploaded]], pid: int) -
         for f in posted["files"]:
             with contextlib.suppress(OSError):
                 Path(f["path"]).unlink()
-    return (max(ends) - min(starts)).total_seconds(), peak
+    return (max(ends) - min(starts)).total_seconds(), peak, cpu
 
 
-async def plain(h: Harness, sink: Sink, videos: list[Uploaded], chunk_mib: int, run: str) -> Copied:
+async def plain(
+    h: Harness, sink: Sink, videos: list[Uploaded], chunk_mib: int, run: str
+) -> tuple[Copied, float]:
+    """The plain copy of ``videos`` and the CPU seconds this process spent on it."""
     objects = [(v.uri.split("/", 3)[3], v.size) for v in videos]
+    cpu_before = time.process_time()
     copied = await copy_objects(h.store, sink, h.bucket, objects, chunk_mib * MIB, run)
+    cpu = time.process_time() - cpu_before
     await verify(sink, run, [(v.size, v.sha256) for v in videos])
-    return copied
+    return copied, cpu
 
 
-def say(label: str, rate: float, copied: Copied) -> None:
-    print(f"  {label}: service {rate:.0f} MB/s, plain copy {copied.mb_per_s:.0f} MB/s", flush=True)
+@dataclass(frozen=True)
+class Row:
+    label: str
+    seconds: float
+    rate: float  # the service's MB/s
+    copy_rate: float  # the plain copy's MB/s
+    peak_mib: float
+    cpu_per_gb: float  # the service's CPU seconds per GB
+    copy_cpu_per_gb: float
+
+    @property
+    def ratio(self) -> float:
+        return self.rate / self.copy_rate
+
+
+def say(row: Row, note: str = "") -> None:
+    print(
+        f"  {row.label}{note}: service {row.rate:.0f} MB/s ({row.cpu_per_gb:.2f} CPU s/GB),"
+        f" plain copy {row.copy_rate:.0f} MB/s ({row.copy_cpu_per_gb:.2f} CPU s/GB)",
+        flush=True,
+    )
 
 
 async def main(
@@ -228,39 +264,47 @@ async def main(
             staged = len(singles) + len(many)
             print(f"staged {staged} videos in S3 in {time.monotonic() - t0:.0f} s", flush=True)
 
-            rows: list[tuple[str, float, float, float, float]] = []
+            rows: list[Row] = []
             async with service(h, work, 1, chunk_mib) as process:
                 idle = rss_kib(process.pid) / 1024
                 for n, (size, video) in enumerate(zip(sizes_mb, singles, strict=True)):
-                    copied = await plain(h, sink, [video], chunk_mib, f"single{n}")
-                    seconds, peak = await upload(h, [(f"bench-{n}-{size}", accounts[-1], video)], process.pid)
-                    rate = video.size / MB / seconds
-                    rows.append((f"1 x {size} MB", seconds, rate, rate / copied.mb_per_s, peak / 1024))
-                    say(rows[-1][0], rate, copied)
+                    copied, copy_cpu = await plain(h, sink, [video], chunk_mib, f"single{n}")
+                    posts = [(f"bench-{n}-{size}", accounts[-1], video)]
+                    seconds, peak, cpu = await upload(h, posts, process.pid)
+                    gb = video.size / 1e9
+                    rows.append(Row(f"1 x {size} MB", seconds, video.size / MB / seconds, copied.mb_per_s,
+                                    peak / 1024, cpu / gb, copy_cpu / gb))  # fmt: skip
+                    say(rows[-1])
             if concurrent:
                 async with service(h, work, concurrent, chunk_mib) as process:
                     for p in range(pairs):
                         # Alternate which copy goes first, so neither always gets the warmer caches.
                         service_first = p % 2 == 1
                         if not service_first:
-                            copied = await plain(h, sink, many, chunk_mib, f"concurrent{p}")
+                            copied, copy_cpu = await plain(h, sink, many, chunk_mib, f"concurrent{p}")
                         posts = [(f"bench-c{p}-{i}", accounts[i], v) for i, v in enumerate(many)]
-                        seconds, peak = await upload(h, posts, process.pid)
+                        seconds, peak, cpu = await upload(h, posts, process.pid)
                         if service_first:
-                            copied = await plain(h, sink, many, chunk_mib, f"concurrent{p}")
-                        rate = sum(v.size for v in many) / MB / seconds
+                            copied, copy_cpu = await plain(h, sink, many, chunk_mib, f"concurrent{p}")
+                        total = sum(v.size for v in many)
+                        gb = total / 1e9
                         label = f"{concurrent} x {concurrent_size_mb} MB"
-                        rows.append((label, seconds, rate, rate / copied.mb_per_s, peak / 1024))
-                        say(f"{label} (pair {p + 1}/{pairs})", rate, copied)
+                        rows.append(Row(label, seconds, total / MB / seconds, copied.mb_per_s, peak / 1024,
+                                        cpu / gb, copy_cpu / gb))  # fmt: skip
+                        say(rows[-1], f" (pair {p + 1}/{pairs})")
             print()
             print(f"publish_service FILE_UPLOAD, chunk {chunk_mib} MiB; idle RSS (1 worker) {idle:.0f} MiB")
-            print(f"{'videos':>14} {'seconds':>8} {'MB/s':>7} {'vs plain copy':>14} {'peak RSS MiB':>13}")
-            for label, seconds, rate, ratio, peak_mib in rows:
-                print(f"{label:>14} {seconds:>8.1f} {rate:>7.1f} {ratio:>14.2f} {peak_mib:>13.0f}")
-            ratios = [r[3] for r in rows if r[0].startswith(f"{concurrent} x")]
-            if ratios:
-                median = statistics.median(ratios)
-                print(f"{concurrent} concurrent: median ratio {median:.2f} of {len(ratios)} pairs")
+            print(f"{'videos':>14} {'seconds':>8} {'MB/s':>7} {'vs plain copy':>14} {'peak RSS MiB':>13}"
+                  f" {'CPU s/GB':>9} {'copy CPU s/GB':>14}")  # fmt: skip
+            for r in rows:
+                print(f"{r.label:>14} {r.seconds:>8.1f} {r.rate:>7.1f} {r.ratio:>14.2f} {r.peak_mib:>13.0f}"
+                      f" {r.cpu_per_gb:>9.2f} {r.copy_cpu_per_gb:>14.2f}")  # fmt: skip
+            many_rows = [r for r in rows if r.label.startswith(f"{concurrent} x")]
+            if many_rows:
+                median = statistics.median(r.ratio for r in many_rows)
+                cpu = statistics.median(r.cpu_per_gb / r.copy_cpu_per_gb for r in many_rows)
+                print(f"{concurrent} concurrent, median of {len(many_rows)} pairs: ratio {median:.2f},"
+                      f" CPU per GB {cpu:.2f} x the plain copy's")  # fmt: skip
             print("bytes verified by SHA-256 at the sandbox and at the plain copy's sink for every video")
         finally:
             await h.stop()

@@ -3,6 +3,7 @@
 
     python bench/publish_upload.py [--sizes-mb 100,500,1000] [--chunk-mib 10]
                                    [--concurrent 50] [--concurrent-size-mb 200] [--pairs 3]
+                                   [--service-root DIR]
 
 Real pieces only: Kafka, PostgreSQL and S3 from the local stack (the environment, else ``.stack/env``),
 the TikTok sandbox as its own process (it hashes every byte it receives and keeps none), and
@@ -18,6 +19,7 @@ concurrent uploads run ``--pairs`` times, the plain copy first in one pair and s
 (this machine is noisy: read the median of the pairs' ratios). Beside the rates, the CPU time each
 copier spent per GB (the service process from ``/proc``, the plain copy's own process from
 ``time.process_time``): on these 2 busy cores that, more than the rate, is what the two differ by.
+``--service-root`` runs the service from another checkout (e.g. a worktree of an earlier commit).
 """
 
 from __future__ import annotations
@@ -131,13 +133,14 @@ async def sandbox_process(work: Path) -> AsyncIterator[RunningSandbox]:
 
 @contextlib.asynccontextmanager
 async def service(
-    h: Harness, work: Path, workers: int, chunk_mib: int
+    h: Harness, work: Path, workers: int, chunk_mib: int, root: Path
 ) -> AsyncIterator[subprocess.Popen[bytes]]:
-    """publish_service as its own process with ``workers`` workers, stopped on leaving."""
+    """publish_service (from the checkout ``root``) as its own process with ``workers`` workers,
+    stopped on leaving."""
     env = {**os.environ, **h.env(PUBLISH_WORKERS=str(workers), PUBLISH_CHUNK_SIZE=str(chunk_mib * MIB),
-                                 LOG_LEVEL="WARNING")}  # fmt: skip
+                                 LOG_LEVEL="WARNING"), "PYTHONPATH": str(root)}  # fmt: skip
     with (work / "service.log").open("ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "publish_service"], env=env, cwd=ROOT,
+        process = subprocess.Popen([sys.executable, "-m", "publish_service"], env=env, cwd=root,
                                    stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         await asyncio.sleep(3)  # settle before the idle RSS is read
@@ -225,7 +228,12 @@ def say(row: Row, note: str = "") -> None:
 
 
 async def main(
-    sizes_mb: list[int], concurrent: int, concurrent_size_mb: int, chunk_mib: int, pairs: int
+    sizes_mb: list[int],
+    concurrent: int,
+    concurrent_size_mb: int,
+    chunk_mib: int,
+    pairs: int,
+    service_root: Path,
 ) -> None:
     endpoints = stack()
     database_url = await create_test_database(endpoints.database_url)
@@ -265,7 +273,7 @@ async def main(
             print(f"staged {staged} videos in S3 in {time.monotonic() - t0:.0f} s", flush=True)
 
             rows: list[Row] = []
-            async with service(h, work, 1, chunk_mib) as process:
+            async with service(h, work, 1, chunk_mib, service_root) as process:
                 idle = rss_kib(process.pid) / 1024
                 for n, (size, video) in enumerate(zip(sizes_mb, singles, strict=True)):
                     copied, copy_cpu = await plain(h, sink, [video], chunk_mib, f"single{n}")
@@ -276,7 +284,7 @@ async def main(
                                     peak / 1024, cpu / gb, copy_cpu / gb))  # fmt: skip
                     say(rows[-1])
             if concurrent:
-                async with service(h, work, concurrent, chunk_mib) as process:
+                async with service(h, work, concurrent, chunk_mib, service_root) as process:
                     for p in range(pairs):
                         # Alternate which copy goes first, so neither always gets the warmer caches.
                         service_first = p % 2 == 1
@@ -293,6 +301,7 @@ async def main(
                                         cpu / gb, copy_cpu / gb))  # fmt: skip
                         say(rows[-1], f" (pair {p + 1}/{pairs})")
             print()
+            print(f"publish_service from {service_root}")
             print(f"publish_service FILE_UPLOAD, chunk {chunk_mib} MiB; idle RSS (1 worker) {idle:.0f} MiB")
             print(f"{'videos':>14} {'seconds':>8} {'MB/s':>7} {'vs plain copy':>14} {'peak RSS MiB':>13}"
                   f" {'CPU s/GB':>9} {'copy CPU s/GB':>14}")  # fmt: skip
@@ -343,6 +352,18 @@ if __name__ == "__main__":
     parser.add_argument("--concurrent-size-mb", type=int, default=200)
     parser.add_argument("--chunk-mib", type=int, default=10)
     parser.add_argument("--pairs", type=int, default=3, help="concurrent: plain copy and service, alternated")
+    parser.add_argument(
+        "--service-root", type=Path, default=ROOT, help="the checkout to run the service from"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes_mb.split(",") if s]
-    asyncio.run(main(sizes, args.concurrent, args.concurrent_size_mb, args.chunk_mib, args.pairs))
+    asyncio.run(
+        main(
+            sizes,
+            args.concurrent,
+            args.concurrent_size_mb,
+            args.chunk_mib,
+            args.pairs,
+            args.service_root.resolve(),
+        )
+    )

@@ -56,6 +56,7 @@ from publish_service.adapters.repository import Repository, Topics
 from publish_service.handlers.cancel import Cancellation
 from publish_service.handlers.gauges import PostStateGauge
 from publish_service.handlers.housekeeping import prune_webhook_receipts
+from publish_service.handlers.idle import IdleWorkers
 from publish_service.handlers.insights import add_insights_loops
 from publish_service.handlers.intake import Intake, decode_request
 from publish_service.handlers.state_sync import StateSync
@@ -230,9 +231,15 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     metrics.workers.set(settings.workers)
     if settings.insights_enabled:
         add_insights_loops(loops, app[POOL], repo, app[TIKTOK], settings, metrics.registry)
+    idle = IdleWorkers()
+    loops.add(
+        "idle_watch",
+        lambda stopping: idle.watch(repo.next_due_in, due, settings.claim_idle_s, stopping),
+        restart_delay=1.0,
+    )
     for n in range(settings.workers):
         owner = worker_owner(settings.instance_id, n)
-        worker = Worker(app[REPO], app[TIKTOK], media, cipher, settings, metrics, owner, due)
+        worker = Worker(app[REPO], app[TIKTOK], media, cipher, settings, metrics, owner, idle)
         loops.add(f"worker-{n}", worker.run, restart_delay=1.0)
     app[LOOPS] = loops
     async with loops:

@@ -16,24 +16,21 @@ import structlog
 
 from common.cipher import TokenCipher
 from common.events import ErrorInfo, PostState
-from common.tasks import sleep_or_stop
 from common.tracing import continuing, tracer
 from publish_service.domain import backoff
 from publish_service.domain.post import LeaseLost, PostPatch, PostRow
 from publish_service.domain.states import is_legal
 from publish_service.domain.validation import Rejected
 from publish_service.handlers.calls import Deferred, Failed, Steps
+from publish_service.handlers.idle import IdleWorkers
 from publish_service.handlers.init import Initialiser
-from publish_service.handlers.ports import MediaStore, PostStore, TikTokApi, WorkSignal
+from publish_service.handlers.ports import MediaStore, PostStore, TikTokApi
 from publish_service.handlers.status import StatusFollower
 from publish_service.handlers.upload import Uploader
 from publish_service.metrics import Metrics
 from publish_service.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-MIN_IDLE_S = 0.02
-"""The shortest idle wait: a due post another worker is claiming right now must not make us spin."""
 
 
 def worker_owner(instance_id: str, number: int) -> str:
@@ -53,8 +50,9 @@ class Worker:
     settings: Settings
     metrics: Metrics
     owner: str
-    due: WorkSignal | None = None
-    """Wakes the idle loop when a post becomes due (PostgreSQL NOTIFY); without it, only the poll does."""
+    idle: IdleWorkers
+    """Where this worker waits with nothing to do, until the process's watcher (or a worker that found
+    a post) wakes it: see ``handlers/idle.py``."""
     stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     steps: Steps = field(init=False)
 
@@ -68,12 +66,12 @@ class Worker:
         self._status = StatusFollower(self.steps)
         log.info("worker_started", worker=self.owner)
         while not self.stopping.is_set():
-            seen = self.due.generation if self.due is not None else 0
             row = await self.repo.claim(self.owner, self.settings.lease_s)
             if row is None:
-                if await self._idle(seen):
+                if await self.idle.wait(self.stopping):
                     return
                 continue
+            self.idle.wake_one()  # more may be due: the next idle worker looks too
             with structlog.contextvars.bound_contextvars(
                 post_id=row.post_id, account_id=row.account_id, correlation_id=row.correlation_id
             ):
@@ -83,25 +81,6 @@ class Worker:
                         await self.work(row)
                 finally:
                     self.metrics.busy_workers.dec()
-
-    async def _idle(self, seen: int) -> bool:
-        """Wait for work: a NOTIFY newer than ``seen``, the earliest deferred post's time, or the poll
-        interval, whichever comes first. True means stop."""
-        wait_s = self.settings.claim_idle_s
-        next_due = await self.repo.next_due_in()
-        if next_due is not None:
-            wait_s = min(wait_s, max(next_due, MIN_IDLE_S))
-        if self.due is None:
-            return await sleep_or_stop(self.stopping, wait_s)
-        woken = asyncio.ensure_future(self.due.wait(seen, wait_s))
-        stop = asyncio.ensure_future(self.stopping.wait())
-        try:
-            await asyncio.wait({woken, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in (woken, stop):
-                waiter.cancel()
-            await asyncio.gather(woken, stop, return_exceptions=True)
-        return self.stopping.is_set()
 
     async def work(self, row: PostRow) -> None:
         """Drive one claimed post until it waits or ends; never raises (the loop must go on)."""

@@ -3,7 +3,7 @@
 
     python bench/publish_upload.py [--sizes-mb 100,500,1000] [--chunk-mib 10]
                                    [--concurrent 50] [--concurrent-size-mb 200] [--pairs 3]
-                                   [--service-root DIR]
+                                   [--service-root DIR ...]
 
 Real pieces only: Kafka, PostgreSQL and S3 from the local stack (the environment, else ``.stack/env``),
 the TikTok sandbox as its own process (it hashes every byte it receives and keeps none), and
@@ -19,7 +19,8 @@ concurrent uploads run ``--pairs`` times, the plain copy first in one pair and s
 (this machine is noisy: read the median of the pairs' ratios). Beside the rates, the CPU time each
 copier spent per GB (the service process from ``/proc``, the plain copy's own process from
 ``time.process_time``): on these 2 busy cores that, more than the rate, is what the two differ by.
-``--service-root`` runs the service from another checkout (e.g. a worktree of an earlier commit).
+``--service-root`` runs the service from another checkout (e.g. a worktree of an earlier commit);
+given more than once, the checkouts take turns at each pair, on the same staged videos.
 """
 
 from __future__ import annotations
@@ -206,6 +207,7 @@ async def plain(
 
 @dataclass(frozen=True)
 class Row:
+    root: Path  # the checkout the service ran from
     label: str
     seconds: float
     rate: float  # the service's MB/s
@@ -233,7 +235,7 @@ async def main(
     concurrent_size_mb: int,
     chunk_mib: int,
     pairs: int,
-    service_root: Path,
+    service_roots: list[Path],
 ) -> None:
     endpoints = stack()
     database_url = await create_test_database(endpoints.database_url)
@@ -273,47 +275,55 @@ async def main(
             print(f"staged {staged} videos in S3 in {time.monotonic() - t0:.0f} s", flush=True)
 
             rows: list[Row] = []
-            async with service(h, work, 1, chunk_mib, service_root) as process:
-                idle = rss_kib(process.pid) / 1024
-                for n, (size, video) in enumerate(zip(sizes_mb, singles, strict=True)):
-                    copied, copy_cpu = await plain(h, sink, [video], chunk_mib, f"single{n}")
-                    posts = [(f"bench-{n}-{size}", accounts[-1], video)]
-                    seconds, peak, cpu = await upload(h, posts, process.pid)
-                    gb = video.size / 1e9
-                    rows.append(Row(f"1 x {size} MB", seconds, video.size / MB / seconds, copied.mb_per_s,
-                                    peak / 1024, cpu / gb, copy_cpu / gb))  # fmt: skip
-                    say(rows[-1])
-            if concurrent:
-                async with service(h, work, concurrent, chunk_mib, service_root) as process:
-                    for p in range(pairs):
-                        # Alternate which copy goes first, so neither always gets the warmer caches.
-                        service_first = p % 2 == 1
+            idle: dict[Path, float] = {}
+            for r, root in enumerate(service_roots):
+                async with service(h, work, 1, chunk_mib, root) as process:
+                    idle[root] = rss_kib(process.pid) / 1024
+                    for n, (size, video) in enumerate(zip(sizes_mb, singles, strict=True)):
+                        copied, copy_cpu = await plain(h, sink, [video], chunk_mib, f"single{n}-{r}")
+                        post_id = f"bench-{root.name}-{n}-{size}"
+                        seconds, peak, cpu = await upload(h, [(post_id, accounts[-1], video)], process.pid)
+                        gb = video.size / 1e9
+                        rows.append(Row(root, f"1 x {size} MB", seconds, video.size / MB / seconds,
+                                        copied.mb_per_s, peak / 1024, cpu / gb, copy_cpu / gb))  # fmt: skip
+                        say(rows[-1])
+            for p in range(pairs if concurrent else 0):
+                # Alternate which copy goes first, so neither always gets the warmer caches; with several
+                # checkouts, each runs its pair in turn.
+                service_first = p % 2 == 1
+                for r, root in enumerate(service_roots):
+                    run = f"concurrent{p}-{r}"  # the sink keeps each run's bytes apart
+                    async with service(h, work, concurrent, chunk_mib, root) as process:
                         if not service_first:
-                            copied, copy_cpu = await plain(h, sink, many, chunk_mib, f"concurrent{p}")
-                        posts = [(f"bench-c{p}-{i}", accounts[i], v) for i, v in enumerate(many)]
+                            copied, copy_cpu = await plain(h, sink, many, chunk_mib, run)
+                        posts = [(f"bench-{root.name}-c{p}-{i}", accounts[i], v) for i, v in enumerate(many)]
                         seconds, peak, cpu = await upload(h, posts, process.pid)
                         if service_first:
-                            copied, copy_cpu = await plain(h, sink, many, chunk_mib, f"concurrent{p}")
-                        total = sum(v.size for v in many)
-                        gb = total / 1e9
-                        label = f"{concurrent} x {concurrent_size_mb} MB"
-                        rows.append(Row(label, seconds, total / MB / seconds, copied.mb_per_s, peak / 1024,
-                                        cpu / gb, copy_cpu / gb))  # fmt: skip
-                        say(rows[-1], f" (pair {p + 1}/{pairs})")
-            print()
-            print(f"publish_service from {service_root}")
-            print(f"publish_service FILE_UPLOAD, chunk {chunk_mib} MiB; idle RSS (1 worker) {idle:.0f} MiB")
-            print(f"{'videos':>14} {'seconds':>8} {'MB/s':>7} {'vs plain copy':>14} {'peak RSS MiB':>13}"
-                  f" {'CPU s/GB':>9} {'copy CPU s/GB':>14}")  # fmt: skip
-            for r in rows:
-                print(f"{r.label:>14} {r.seconds:>8.1f} {r.rate:>7.1f} {r.ratio:>14.2f} {r.peak_mib:>13.0f}"
-                      f" {r.cpu_per_gb:>9.2f} {r.copy_cpu_per_gb:>14.2f}")  # fmt: skip
-            many_rows = [r for r in rows if r.label.startswith(f"{concurrent} x")]
-            if many_rows:
-                median = statistics.median(r.ratio for r in many_rows)
-                cpu = statistics.median(r.cpu_per_gb / r.copy_cpu_per_gb for r in many_rows)
-                print(f"{concurrent} concurrent, median of {len(many_rows)} pairs: ratio {median:.2f},"
-                      f" CPU per GB {cpu:.2f} x the plain copy's")  # fmt: skip
+                            copied, copy_cpu = await plain(h, sink, many, chunk_mib, run)
+                    total = sum(v.size for v in many)
+                    gb = total / 1e9
+                    label = f"{concurrent} x {concurrent_size_mb} MB"
+                    rows.append(Row(root, label, seconds, total / MB / seconds, copied.mb_per_s, peak / 1024,
+                                    cpu / gb, copy_cpu / gb))  # fmt: skip
+                    say(rows[-1], f" (pair {p + 1}/{pairs})")
+            for root in service_roots:
+                print()
+                print(f"publish_service from {root}")
+                print(f"FILE_UPLOAD, chunk {chunk_mib} MiB; idle RSS (1 worker) {idle[root]:.0f} MiB")
+                print(f"{'videos':>14} {'seconds':>8} {'MB/s':>7} {'vs plain copy':>14} {'peak RSS MiB':>13}"
+                      f" {'CPU s/GB':>9} {'copy CPU s/GB':>14}")  # fmt: skip
+                for r in (r for r in rows if r.root == root):
+                    print(
+                        f"{r.label:>14} {r.seconds:>8.1f} {r.rate:>7.1f} {r.ratio:>14.2f}"
+                        f" {r.peak_mib:>13.0f} {r.cpu_per_gb:>9.2f} {r.copy_cpu_per_gb:>14.2f}"
+                    )
+                many_rows = [r for r in rows if r.root == root and r.label.startswith(f"{concurrent} x")]
+                if many_rows:
+                    median = statistics.median(r.ratio for r in many_rows)
+                    cpu = statistics.median(r.cpu_per_gb for r in many_rows)
+                    cpu_ratio = statistics.median(r.cpu_per_gb / r.copy_cpu_per_gb for r in many_rows)
+                    print(f"{concurrent} concurrent, median of {len(many_rows)} pairs: ratio {median:.2f},"
+                          f" CPU {cpu:.2f} s/GB, {cpu_ratio:.2f} x the plain copy's")  # fmt: skip
             print("bytes verified by SHA-256 at the sandbox and at the plain copy's sink for every video")
         finally:
             await h.stop()
@@ -353,17 +363,12 @@ if __name__ == "__main__":
     parser.add_argument("--chunk-mib", type=int, default=10)
     parser.add_argument("--pairs", type=int, default=3, help="concurrent: plain copy and service, alternated")
     parser.add_argument(
-        "--service-root", type=Path, default=ROOT, help="the checkout to run the service from"
+        "--service-root",
+        type=Path,
+        action="append",
+        help="the checkout to run the service from (this one by default); repeat to compare, in turn",
     )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes_mb.split(",") if s]
-    asyncio.run(
-        main(
-            sizes,
-            args.concurrent,
-            args.concurrent_size_mb,
-            args.chunk_mib,
-            args.pairs,
-            args.service_root.resolve(),
-        )
-    )
+    roots = [r.resolve() for r in args.service_root or [ROOT]]
+    asyncio.run(main(sizes, args.concurrent, args.concurrent_size_mb, args.chunk_mib, args.pairs, roots))

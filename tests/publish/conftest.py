@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from common.db import apply_migrations, create_pool
+from publish_service.app import MIGRATIONS
 from tests.publish.harness import Harness, make_image, make_video, new_transport_key
 from tiktok_sandbox.config import SandboxConfig
 from tiktok_sandbox.testing import RunningSandbox
@@ -61,3 +63,11 @@ async def harness(
         yield h
     finally:
         await h.stop()
+
+
+@pytest.fixture
+async def publish_pool(database_url: str) -> AsyncIterator[Any]:
+    """A pool on a fresh database holding publish_service's schema ``publish`` (its migrations)."""
+    async with create_pool(database_url, min_size=1, max_size=3) as pool:
+        await apply_migrations(pool, "publish", MIGRATIONS)
+        yield pool

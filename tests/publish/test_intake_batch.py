@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from common.db import apply_migrations, create_pool
 from common.events import PostRequestedData, PostStatusData, decode
 from publish_service.adapters.repository import Repository, Topics
-from publish_service.app import MIGRATIONS
 from publish_service.domain.post import IntakeOutcome, PostRequest
 from tests.publish.payloads import post_request
 
@@ -29,10 +26,8 @@ TOPICS = Topics(status="status", dlq="dlq", refresh="refresh")
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[Any]:
-    async with create_pool(database_url, min_size=1, max_size=2) as pool:
-        await apply_migrations(pool, SCHEMA, MIGRATIONS)
-        yield pool
+def pool(publish_pool: Any) -> Any:
+    return publish_pool
 
 
 def _request(post_id: str, **overrides: Any) -> PostRequest:

@@ -9,16 +9,13 @@ wrapped to see whether it changed the row).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from common.db import apply_migrations, create_pool
 from common.events import ErrorInfo, PostRequestedData, PostState, PostStatusData, Progress, decode
 from publish_service.adapters import posts as posts_module
 from publish_service.adapters.repository import Repository, Topics
-from publish_service.app import MIGRATIONS
 from publish_service.domain.post import LeaseLost, PostPatch, PostRequest, PostRow
 from tests.publish.payloads import post_request
 
@@ -29,10 +26,8 @@ TOPICS = Topics(status="status", dlq="dlq", refresh="refresh")
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[Any]:
-    async with create_pool(database_url, min_size=1, max_size=3) as pool:
-        await apply_migrations(pool, SCHEMA, MIGRATIONS)
-        yield pool
+def pool(publish_pool: Any) -> Any:
+    return publish_pool
 
 
 @pytest.fixture

@@ -234,8 +234,9 @@ class ObjectStore:
         piece_size: int = MIB,
         max_resumes: int = 3,
     ) -> AsyncIterator[bytes]:
-        """Yield bytes ``start..end_inclusive`` of the object in pieces of ``piece_size`` (the last
-        may be shorter), holding at most about one piece in memory.
+        """Yield bytes ``start..end_inclusive`` of the object in order, as they arrive, in pieces of
+        at most ``piece_size``: one piece in memory at a time, and none joined or copied here (the
+        HTTP client's read is the piece).
 
         A connection that breaks mid-body is resumed from the next unread byte, ``max_resumes``
         times at most.
@@ -246,37 +247,22 @@ class ObjectStore:
             raise ValueError("piece_size must be positive")
         position = start  # the next byte not yet yielded
         resumes = 0
-        held: list[bytes] = []  # reads not yet yielded: less than one piece
-        held_bytes = 0
         while position <= end_inclusive:
             try:
                 response = await self.client.get_object(
-                    Bucket=bucket, Key=key, Range=f"bytes={position + held_bytes}-{end_inclusive}"
+                    Bucket=bucket, Key=key, Range=f"bytes={position}-{end_inclusive}"
                 )
                 async with response["Body"] as body:
-                    while chunk := await body.read(piece_size - held_bytes):
-                        held.append(chunk)
-                        held_bytes += len(chunk)
-                        if held_bytes == piece_size:
-                            # The reads are joined once (a join of one is the read itself, no copy).
-                            position += held_bytes
-                            out = b"".join(held)
-                            held.clear()
-                            held_bytes = 0
-                            yield out
+                    while piece := await body.read(piece_size):
+                        position += len(piece)
+                        yield piece
             except _STORE_ERRORS as e:
                 error = _translate(e, bucket, key)
                 if not isinstance(error, S3Unavailable) or resumes >= max_resumes:
                     raise error from e
                 resumes += 1
-                log.warning("s3_range_read_resumed", bucket=bucket, key=key, at=position + held_bytes)
+                log.warning("s3_range_read_resumed", bucket=bucket, key=key, at=position)
                 continue
-            if held:
-                position += held_bytes
-                out = b"".join(held)
-                held.clear()
-                held_bytes = 0
-                yield out
             if position <= end_inclusive:
                 # The server ended the body early (object shorter than the range asked for).
                 raise S3Error(

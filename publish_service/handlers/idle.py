@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
+from common.tasks import wait_or_stop
 from publish_service.handlers.ports import WorkSignal
 
 NextDue = Callable[[], Awaitable[float | None]]
@@ -43,24 +43,20 @@ class IdleWorkers:
     """The idle workers of one process, in the order they began to wait."""
 
     def __init__(self) -> None:
-        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._waiting: deque[asyncio.Event] = deque()
         self._kept = False  # a wake that found nobody waiting
         self._recheck = asyncio.Event()  # a worker began to wait: the watcher looks ahead again
-        self.wakes = 0  # how many wakes were handed out (for tests)
 
     @property
     def waiting(self) -> int:
-        return sum(1 for f in self._waiting if not f.done())
+        return len(self._waiting)
 
     def wake_one(self) -> None:
         """Wake the longest waiting worker, or keep the wake for the next that would wait."""
-        self.wakes += 1
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._kept = True
+        if self._waiting:
+            self._waiting.popleft().set()
+        else:
+            self._kept = True
 
     def recheck(self) -> None:
         """Make the watcher look again at when the earliest deferred post is due."""
@@ -72,39 +68,32 @@ class IdleWorkers:
         if self._kept:
             self._kept = False
             return stopping.is_set()
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiter)
-        stop = asyncio.ensure_future(stopping.wait())
-        either: set[asyncio.Future[Any]] = {waiter, stop}
+        woken = asyncio.Event()
+        self._waiting.append(woken)
         try:
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            await wait_or_stop(woken, stopping)
         finally:
-            if not waiter.done():
-                waiter.cancel()  # left in the queue; wake_one passes over it
-            stop.cancel()
-            await asyncio.gather(stop, return_exceptions=True)
+            if not woken.is_set():  # stopped (or cancelled): no wake may go to a worker that left
+                self._waiting.remove(woken)
         return stopping.is_set()
 
     async def watch(
-        self, next_due_in: NextDue, due: WorkSignal | None, poll_s: float, stopping: asyncio.Event
+        self, next_due_in: NextDue, due: WorkSignal, poll_s: float, stopping: asyncio.Event
     ) -> None:
         """Wake one worker at each notification, at the earliest deferred post's due time and at
         least every ``poll_s`` seconds, until ``stopping`` is set."""
         while not stopping.is_set():
-            seen = due.generation if due is not None else 0
+            seen = due.generation
             self._recheck.clear()
             wait_s = idle_wait_s(await next_due_in(), poll_s)
-            due_or_timer = asyncio.ensure_future(
-                due.wait(seen, wait_s) if due is not None else asyncio.sleep(wait_s)
-            )
-            waits = [due_or_timer, asyncio.ensure_future(self._recheck.wait())]
-            waits.append(asyncio.ensure_future(stopping.wait()))
+            due_or_timer = asyncio.ensure_future(due.wait(seen, wait_s))
+            rechecked = asyncio.ensure_future(wait_or_stop(self._recheck, stopping))
             try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([due_or_timer, rechecked], return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for waiter in waits:
+                for waiter in (due_or_timer, rechecked):
                     waiter.cancel()
-                await asyncio.gather(*waits, return_exceptions=True)
+                await asyncio.gather(due_or_timer, rechecked, return_exceptions=True)
             if stopping.is_set():
                 return
             if due_or_timer.cancelled():  # only a recheck: look ahead again, wake nobody

@@ -91,7 +91,6 @@ class Store:
 
     async def claim(self, owner: str, lease_s: float) -> Any:
         self.claims += 1
-        await asyncio.sleep(0)  # a round trip
         return (
             SimpleNamespace(
                 post_id=self.posts.pop(0), account_id="a", correlation_id=None, trace_context=None

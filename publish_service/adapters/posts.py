@@ -211,11 +211,34 @@ class Posts:
             merged = _error_patch(error)
             merged.update(patch)
             patch = merged
+        new = await self._change(db, row, target, owner=owner, progress=progress, error=error, patch=patch)
+        self.events.counted(target.value)
+        return new
+
+    async def emit_update(
+        self, db: Connection, row: PostRow, *, owner: str | None, progress: Progress | None, patch: PostPatch
+    ) -> PostRow:
+        """An event in the same state (upload progress, the public post id arrived)."""
+        return await self._change(db, row, row.state, owner=owner, progress=progress, error=None, patch=patch)
+
+    async def _change(
+        self,
+        db: Connection,
+        row: PostRow,
+        target: PostState,
+        *,
+        owner: str | None,
+        progress: Progress | None,
+        error: ErrorInfo | None,
+        patch: PostPatch,
+    ) -> PostRow:
+        """``row`` to ``target`` (its own state for an update), seq bumped, with its status event: in
+        one statement when the row is current, else in a transaction that reads it first (that one
+        also sends a rejection's dead letter; failures and rejections always take it)."""
         if target not in (PostState.rejected, PostState.failed):  # those also count errors, dead-letter
             expected = replace(row, state=target, seq=row.seq + 1, **patch)
             new = await self._change_in_one(db, row, expected, patch, owner=owner, progress=progress)
             if new is not None:
-                self.events.counted(target.value)
                 return new
         sets, values = set_clauses(patch, 5)
         owner_check = "AND lease_owner = $4" if owner is not None else "AND ($4::text IS NULL)"
@@ -235,7 +258,7 @@ class Posts:
                 raise LeaseLost(f"post {row.post_id} moved on from {row.state} or changed owner")
             new = post_row(record)
             await self.events.emit(db, new, progress=progress, error=error)
-            if target is PostState.rejected:
+            if target is PostState.rejected and row.state is not PostState.rejected:  # entering it
                 await self._dead_letters.send(
                     db,
                     new.raw_key if new.raw_key is not None else new.account_id,
@@ -243,35 +266,7 @@ class Posts:
                     new.error_code or "rejected",
                     new.error_message or "",
                 )
-        self.events.counted(target.value)
         return new
-
-    async def emit_update(
-        self, db: Connection, row: PostRow, *, owner: str | None, progress: Progress | None, patch: PostPatch
-    ) -> PostRow:
-        """An event in the same state (upload progress, the public post id arrived)."""
-        expected = replace(row, seq=row.seq + 1, **patch)
-        new = await self._change_in_one(db, row, expected, patch, owner=owner, progress=progress)
-        if new is not None:
-            return new
-        sets, values = set_clauses(patch, 4)
-        owner_check = "AND lease_owner = $3" if owner is not None else "AND ($3::text IS NULL)"
-        async with db.transaction():
-            record = await db.fetchrow(
-                f"""
-                UPDATE {self._t} SET seq = seq + 1, updated_at = now(){sets}
-                WHERE post_id = $1 AND state = $2 {owner_check} RETURNING *
-                """,
-                row.post_id,
-                row.state.value,
-                owner,
-                *values,
-            )
-            if record is None:
-                raise LeaseLost(f"post {row.post_id} moved on or changed owner")
-            new = post_row(record)
-            await self.events.emit(db, new, progress=progress)
-            return new
 
     async def _change_in_one(
         self,
